@@ -74,9 +74,7 @@ class Kube:
     @classmethod
     async def from_dict(cls, kubeconfig: Mapping[str, Any]) -> Self:
         configuration = k8s.Configuration()
-        await k8s_config.load_kube_config_from_dict(
-            dict(kubeconfig), client_configuration=configuration
-        )
+        await k8s_config.load_kube_config_from_dict(dict(kubeconfig), client_configuration=configuration)
         return cls(k8s.ApiClient(configuration))
 
     async def close(self) -> None:

@@ -1,0 +1,206 @@
+"""An AccessRequest's lifecycle as a pure transition function over its status.
+
+The conditions are the state (`Approved`, `Denied`, `Ready`, in the Kubernetes shape);
+`phase` is derived from them and never branched on. Terminal phases absorb every event:
+that is the one-shot rule that stops a re-applied request from granting again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from zsp_operator.core import constants as c
+from zsp_operator.core.models import (
+    TERMINAL_PHASES,
+    AccessRequestStatus,
+    ApprovalRecord,
+    Condition,
+    DecisionRecord,
+    NamespacedName,
+    ObjectRef,
+    Phase,
+    PolicyRule,
+    UserInfo,
+)
+
+EndReason = Literal["Expired", "Revoked", "Completed"]
+_END_PHASES = {
+    c.REASON_EXPIRED: Phase.EXPIRED,
+    c.REASON_REVOKED: Phase.REVOKED,
+    c.REASON_COMPLETED: Phase.COMPLETED,
+    c.REASON_FAILED: Phase.FAILED,
+}
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    type_: str,
+    status: Literal["True", "False", "Unknown"],
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """Upsert one condition; lastTransitionTime moves only when the status changes."""
+    previous = next((cond for cond in conditions if cond.type == type_), None)
+    changed_at = previous.last_transition_time if previous and previous.status == status else now
+    updated = Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=changed_at,
+        observed_generation=generation,
+    )
+    others = [cond for cond in conditions if cond.type != type_]
+    return sorted([*others, updated], key=lambda cond: cond.type)
+
+
+def condition(conditions: Sequence[Condition], type_: str) -> Condition | None:
+    return next((cond for cond in conditions if cond.type == type_), None)
+
+
+def phase_of(conditions: Sequence[Condition]) -> Phase:
+    """Derive the phase from the conditions."""
+    denied = condition(conditions, c.COND_DENIED)
+    if denied is not None and denied.status == "True":
+        return Phase.TIMED_OUT if denied.reason == c.REASON_TIMED_OUT else Phase.DENIED
+    ready = condition(conditions, c.COND_READY)
+    if ready is not None and ready.status == "True":
+        return Phase.ACTIVE
+    if ready is not None and ready.reason in _END_PHASES:
+        return _END_PHASES[ready.reason]
+    approved = condition(conditions, c.COND_APPROVED)
+    if approved is not None and approved.status == "True":
+        return Phase.APPROVED
+    return Phase.PENDING
+
+
+def is_terminal(status: AccessRequestStatus) -> bool:
+    return phase_of(status.conditions) in TERMINAL_PHASES
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decided:
+    """Policy evaluated: allowed (no approval needed), pending approval, or denied."""
+
+    outcome: Literal["allowed", "pending", "denied"]
+    reason: str
+    policy: str | None
+    requester: UserInfo | None
+    rules: tuple[PolicyRule, ...] = ()
+    persistence_capable: bool = False
+    break_glass: bool = False
+
+
+@dataclass(frozen=True)
+class ApprovalsChanged:
+    records: tuple[ApprovalRecord, ...]
+    approved: bool
+    denied_by: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class TimedOut:
+    message: str
+
+
+@dataclass(frozen=True)
+class Issued:
+    grant: ObjectRef
+    identity: NamespacedName
+    issued_at: datetime
+    expires_at: datetime
+    token_credential_id: str | None = None
+
+
+@dataclass(frozen=True)
+class IssueFailed:
+    message: str
+
+
+@dataclass(frozen=True)
+class Ended:
+    reason: EndReason
+    message: str
+    revoked_at: datetime
+    lag_seconds: float | None
+
+
+Event = Decided | ApprovalsChanged | TimedOut | Issued | IssueFailed | Ended
+
+# Which events each phase accepts; anything else leaves the status untouched.
+ACCEPTS: dict[Phase, tuple[type, ...]] = {
+    Phase.PENDING: (Decided, ApprovalsChanged, TimedOut, IssueFailed),
+    Phase.APPROVED: (Issued, IssueFailed, Ended),
+    Phase.ACTIVE: (Ended,),
+}
+
+
+def accepts(status: AccessRequestStatus, event: Event) -> bool:
+    return isinstance(event, ACCEPTS.get(phase_of(status.conditions), ()))
+
+
+def apply(
+    status: AccessRequestStatus, event: Event, now: datetime, generation: int | None
+) -> AccessRequestStatus:
+    """The status after `event`; unchanged if the current phase does not accept it."""
+    if not accepts(status, event):
+        return status
+    new = status.model_copy(deep=True)
+    conds = new.conditions
+
+    def put(type_: str, value: Literal["True", "False"], reason: str, message: str) -> None:
+        nonlocal conds
+        conds = set_condition(conds, type_, value, reason, message, now, generation)
+
+    match event:
+        case Decided():
+            new.policy = event.policy
+            new.requester = event.requester
+            new.decision = DecisionRecord(allowed=event.outcome != "denied", reason=event.reason, at=now)
+            new.permission_rules = list(event.rules) or None
+            new.persistence_capable = event.persistence_capable or None
+            new.break_glass = event.break_glass or None
+            if event.outcome == "allowed":
+                put(c.COND_APPROVED, "True", c.REASON_POLICY_ALLOWS, event.reason)
+            elif event.outcome == "pending":
+                put(c.COND_APPROVED, "False", c.REASON_PENDING, event.reason)
+            else:
+                put(c.COND_DENIED, "True", c.REASON_POLICY_DENIES, event.reason)
+        case ApprovalsChanged():
+            new.approvals = list(event.records)
+            if event.denied_by is not None:
+                put(c.COND_DENIED, "True", c.REASON_APPROVER_DENIED, event.message)
+            elif event.approved:
+                put(c.COND_APPROVED, "True", c.REASON_APPROVED, event.message)
+            else:
+                put(c.COND_APPROVED, "False", c.REASON_PENDING, event.message)
+        case TimedOut():
+            put(c.COND_DENIED, "True", c.REASON_TIMED_OUT, event.message)
+        case Issued():
+            new.grant = event.grant
+            new.identity = event.identity
+            new.issued_at = event.issued_at
+            new.expires_at = event.expires_at
+            new.token_credential_id = event.token_credential_id
+            put(c.COND_READY, "True", c.REASON_ISSUED, f"grant {event.grant.name} is live")
+        case IssueFailed():
+            new.end_reason = event.message
+            put(c.COND_READY, "False", c.REASON_FAILED, event.message)
+        case Ended():
+            new.revoked_at = event.revoked_at
+            new.end_reason = event.message
+            new.revocation_lag_seconds = event.lag_seconds
+            put(c.COND_READY, "False", event.reason, event.message)
+    new.conditions = conds
+    new.phase = phase_of(conds)
+    new.observed_generation = generation
+    return new
