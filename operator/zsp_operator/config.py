@@ -1,0 +1,75 @@
+"""Operator settings: flags of `zsp run` and `ZSP_*` environment variables, validated once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from zsp_operator.core.models import Duration
+
+
+class SweepMode(StrEnum):
+    AUDIT = "audit"
+    ENFORCE = "enforce"
+
+
+def _split(value: object) -> object:
+    """Comma-separated environment values (`ZSP_NAMESPACES=a,b`) become lists."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split)]
+
+
+class Settings(BaseSettings):
+    """Everything `zsp run` can be told; each field is also `ZSP_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ZSP_", extra="forbid", validate_default=True)
+
+    kubeconfig: str | None = Field(default=None, description="kubeconfig file; default like kubectl")
+    context: str | None = Field(default=None, description="kubeconfig context")
+    namespaces: CommaList = Field(
+        default_factory=list, description="namespaces to serve (comma-separated); empty = all"
+    )
+    metrics_port: int = Field(default=8080, description="port of /metrics")
+    health_port: int = Field(default=8081, description="port of /healthz (liveness)")
+    webhook_port: int = Field(default=9443, description="port of the admission webhooks")
+    catalog: CommaList = Field(
+        default_factory=lambda: ["view"],
+        description="ClusterRoles that policies may reference by clusterRole (comma-separated)",
+    )
+    break_glass_max_ttl: Duration = Field(
+        default=timedelta(hours=1), description="longest TTL a break-glass policy may grant"
+    )
+    token_seconds: int = Field(
+        default=600,
+        ge=600,
+        description="expirationSeconds of issued tokens (the API's floor is 600; the grant's own "
+        "expiry is enforced by revocation)",
+    )
+    delivery_server: str | None = Field(
+        default=None, description="API server URL written into delivered kubeconfigs"
+    )
+    sweep_mode: SweepMode = Field(
+        default=SweepMode.AUDIT, description="unmanaged bindings in enforced namespaces: audit|enforce"
+    )
+    sweep_allowlist: CommaList = Field(
+        default_factory=list, description="bindings the sweeper never deletes: NAMESPACE/NAME or NAME"
+    )
+    enforce_cluster_bindings: bool = Field(
+        default=False, description="in enforce mode, also delete unmanaged ClusterRoleBindings"
+    )
+    resync: Duration = Field(default=timedelta(minutes=5), description="full sweep interval")
+    audit_file: str | None = Field(default=None, description="also append audit records to this file")
+    standalone: bool = Field(default=False, description="run without peering (single replica)")
+    peering: str = Field(default="zsp-operator", description="kopf peering name")
+    priority: int = Field(default=0, description="kopf peering priority (distinct per replica)")
+    dev: bool = Field(
+        default=False, description="serve webhooks on 127.0.0.1 with a self-signed cert and register them"
+    )
