@@ -1,0 +1,570 @@
+"""Policy evaluation, no I/O: (request, policies, live grants, namespace labels, now) -> Decision.
+
+Every policy is checked in full, so a denial can say which policy came closest and list every
+reason it did not match. Each message names the field at fault and how to fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from types import MappingProxyType
+
+from zsp_operator.core.constants import LABEL_ENVIRONMENT
+from zsp_operator.core.durations import format_duration
+from zsp_operator.core.models import (
+    AccessPolicy,
+    AccessRequest,
+    LabelSelector,
+    NamespacedName,
+    PolicyRule,
+    Subject,
+    SubjectKind,
+    TaskGrant,
+    UserInfo,
+)
+from zsp_operator.core.rbac import covers, describe_rule, persistence_findings
+
+_NO_CATALOG: Mapping[str, Sequence[PolicyRule]] = MappingProxyType({})
+
+# Names a rule in messages by its index: `rule 0 of permission "deploy"`, `spec.rules[0]`.
+_Where = Callable[[int], str]
+
+
+class Outcome(StrEnum):
+    ALLOWED = "allowed"
+    PENDING = "pending"
+    DENIED = "denied"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The result of evaluating one request against the policies.
+
+    For a denial, `policy`, `permission`, `rules`, `cluster_role` and `persistence` describe the
+    closest policy, `mismatches` says why it did not match, and `ttl` is None: nothing is granted.
+    """
+
+    outcome: Outcome
+    reason: str
+    policy: str | None
+    ttl: timedelta | None = None
+    permission: str | None = None
+    rules: tuple[PolicyRule, ...] = ()
+    cluster_role: str | None = None
+    persistence: tuple[str, ...] = ()
+    break_glass: bool = False
+    approvals_required: int = 0
+    mismatches: tuple[str, ...] = ()
+
+    @property
+    def persistence_capable(self) -> bool:
+        """True if the granted rules can be used to keep access after revocation."""
+        return bool(self.persistence)
+
+
+# --- Label selectors ------------------------------------------------------------------------
+
+
+def selector_matches(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
+    """Kubernetes label-selector semantics; an empty selector matches everything."""
+    if any(labels.get(key) != value for key, value in selector.match_labels.items()):
+        return False
+    for req in selector.match_expressions:
+        present = req.key in labels
+        if req.operator == "In" and not (present and labels[req.key] in req.values):
+            return False
+        if req.operator == "NotIn" and present and labels[req.key] in req.values:
+            return False
+        if req.operator == "Exists" and not present:
+            return False
+        if req.operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def describe_selector(selector: LabelSelector) -> str:
+    """`team=payments, zsp.dev/environment in (staging)`; `everything` for an empty selector."""
+    parts = [f"{key}={value}" for key, value in selector.match_labels.items()]
+    for req in selector.match_expressions:
+        if req.operator in ("In", "NotIn"):
+            op = "in" if req.operator == "In" else "notin"
+            parts.append(f"{req.key} {op} ({', '.join(req.values)})")
+        else:
+            parts.append(req.key if req.operator == "Exists" else f"!{req.key}")
+    return ", ".join(parts) or "everything"
+
+
+# --- Helpers for messages ---------------------------------------------------------------------
+
+
+def describe_subject(subject: Subject) -> str:
+    if subject.kind is SubjectKind.SERVICE_ACCOUNT:
+        return f"ServiceAccount {subject.namespace}/{subject.name}"
+    return f"{subject.kind.value} {subject.name}"
+
+
+def _subject_matches(subject: Subject, user: UserInfo) -> bool:
+    if subject.kind is SubjectKind.GROUP:
+        return subject.name in user.groups
+    return subject.username == user.username
+
+
+def _listing(values: Sequence[str]) -> str:
+    return ", ".join(values) if values else "(none)"
+
+
+def _ref(name: NamespacedName) -> str:
+    return f"{name.namespace}/{name.name}"
+
+
+def _grant_ref(grant: TaskGrant) -> str:
+    return f"{grant.namespace}/{grant.name}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+# --- Evaluation of one policy ---------------------------------------------------------------
+
+
+@dataclass
+class _Inputs:
+    """What every check reads; built once per decision."""
+
+    request: AccessRequest
+    live_grants: Sequence[TaskGrant]
+    namespace_labels: Mapping[str, Mapping[str, str]]
+    catalog: Mapping[str, Sequence[PolicyRule]]
+    break_glass_max_ttl: timedelta
+
+    def labels_of(self, namespace: str) -> Mapping[str, str]:
+        return self.namespace_labels.get(namespace, {})
+
+
+@dataclass
+class _Evaluation:
+    """One policy checked against the request: what it would grant and what failed."""
+
+    policy: AccessPolicy
+    ttl: timedelta
+    mismatches: list[str] = field(default_factory=list)
+    permission: str | None = None
+    rules: tuple[PolicyRule, ...] = ()
+    cluster_role: str | None = None
+    persistence: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.policy.name
+
+    @property
+    def approvals_required(self) -> int:
+        # Break-glass never waits for approval: that is its point.
+        return 0 if self.policy.spec.break_glass else self.policy.spec.approval.required
+
+
+def _check_requester(inputs: _Inputs, ev: _Evaluation) -> None:
+    requester = inputs.request.status.requester
+    name = ev.name
+    if requester is None:
+        ev.mismatches.append(
+            "status.requester is empty: the request has no authenticated requester; create "
+            "the AccessRequest through the API server so the admission webhook records who filed it"
+        )
+        return
+    allowed = ev.policy.spec.requesters
+    if not allowed:
+        ev.mismatches.append(
+            f'requesters of policy "{name}" is empty, so nobody may file requests under it: '
+            f'add "{requester.username}" (or one of its groups) to requesters'
+        )
+    elif not any(_subject_matches(s, requester) for s in allowed):
+        listed = _listing([describe_subject(s) for s in allowed])
+        ev.mismatches.append(
+            f'requester "{requester.username}" (groups: {_listing(requester.groups)}) is not '
+            f'among the requesters of policy "{name}" ({listed}): file the request as one of '
+            f"them, or add this identity to requesters"
+        )
+
+
+def _check_namespace(inputs: _Inputs, ev: _Evaluation) -> None:
+    namespace = inputs.request.namespace
+    where = ev.policy.spec.namespaces
+    labels = inputs.labels_of(namespace)
+    if namespace in where.names:
+        return
+    if where.selector is not None and selector_matches(where.selector, labels):
+        return
+    if not where.names and where.selector is None:
+        ev.mismatches.append(
+            f'namespaces of policy "{ev.name}" has neither names nor a selector, so grants may '
+            f'land nowhere: add "{namespace}" to namespaces.names or set namespaces.selector'
+        )
+        return
+    allowed = [f"namespaces.names ({_listing(where.names)})"]
+    if where.selector is not None:
+        allowed.append(f"namespaces.selector ({describe_selector(where.selector)})")
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "no labels"
+    ev.mismatches.append(
+        f'namespace "{namespace}" ({shown}) is not allowed by {" or ".join(allowed)} of policy '
+        f'"{ev.name}": file the request in an allowed namespace, or widen the policy\'s namespaces'
+    )
+
+
+def _check_grantee(inputs: _Inputs, ev: _Evaluation) -> None:
+    spec = inputs.request.spec
+    grantees = ev.policy.spec.grantees
+    account = spec.grantee.service_account
+    if account is not None:
+        if not any(g == account for g in grantees.service_accounts):
+            listed = _listing([_ref(g) for g in grantees.service_accounts])
+            ev.mismatches.append(
+                f"spec.grantee.serviceAccount {_ref(account)} is not among "
+                f'grantees.serviceAccounts of policy "{ev.name}" ({listed}): name one of them, '
+                f"or add it to grantees.serviceAccounts"
+            )
+        return
+    ephemeral = grantees.ephemeral
+    if ephemeral is None or not ephemeral.enabled:
+        ev.mismatches.append(
+            f'spec.grantee.ephemeral is not allowed by policy "{ev.name}" '
+            f"(grantees.ephemeral.enabled is not true): name an existing ServiceAccount in "
+            f"spec.grantee.serviceAccount, or enable ephemeral grantees on the policy"
+        )
+        return
+    if spec.delivery is None:
+        ev.mismatches.append(
+            "spec.delivery is missing: an ephemeral grantee's kubeconfig needs a Secret to go "
+            "to; set spec.delivery.namespace and spec.delivery.secretName"
+        )
+    elif spec.delivery.namespace not in ephemeral.delivery_namespaces:
+        ev.mismatches.append(
+            f'spec.delivery.namespace "{spec.delivery.namespace}" is not in '
+            f'grantees.ephemeral.deliveryNamespaces of policy "{ev.name}" '
+            f"({_listing(ephemeral.delivery_namespaces)}): deliver to one of them"
+        )
+
+
+def _check_named_permission(inputs: _Inputs, ev: _Evaluation, wanted: str) -> None:
+    permission = ev.policy.spec.permission(wanted)
+    if permission is None:
+        names = _listing([p.name for p in ev.policy.spec.permissions])
+        ev.mismatches.append(
+            f'spec.permission "{wanted}" is not a permission of policy "{ev.name}": '
+            f"use one of {names}"
+        )
+        return
+    ev.permission = wanted
+    if permission.rules is not None:
+        ev.rules = tuple(permission.rules)
+        _check_persistence(ev, permission.rules, lambda i: f'rule {i} of permission "{wanted}"')
+        return
+    role = permission.cluster_role or ""
+    ev.cluster_role = role
+    if role not in inputs.catalog:
+        ev.mismatches.append(
+            f'permission "{wanted}" of policy "{ev.name}" uses ClusterRole "{role}", which is '
+            f"not in the operator's catalog: add it to the catalog, or give the permission "
+            f"inline rules"
+        )
+        return
+    _check_persistence(ev, inputs.catalog[role], lambda i: f'rule {i} of ClusterRole "{role}"')
+
+
+def _granted_rules(inputs: _Inputs, ev: _Evaluation) -> list[PolicyRule]:
+    """Every rule the policy's permissions grant; uncatalogued ClusterRoles grant nothing."""
+    granted: list[PolicyRule] = []
+    for permission in ev.policy.spec.permissions:
+        if permission.rules is not None:
+            granted.extend(permission.rules)
+        elif permission.cluster_role is not None:
+            granted.extend(inputs.catalog.get(permission.cluster_role, ()))
+    return granted
+
+
+def _check_explicit_rules(inputs: _Inputs, ev: _Evaluation, rules: Sequence[PolicyRule]) -> None:
+    ev.rules = tuple(rules)
+    granted = _granted_rules(inputs, ev)
+    names = _listing([p.name for p in ev.policy.spec.permissions])
+    for index, rule in enumerate(rules):
+        where = f"spec.rules[{index}] {describe_rule(rule)}"
+        if rule.non_resource_ur_ls:
+            ev.mismatches.append(
+                f"{where} has nonResourceURLs, which a grant's namespaced Role cannot hold: "
+                f"remove them"
+            )
+        elif not rule.api_groups or not rule.resources:
+            ev.mismatches.append(
+                f"{where} grants nothing without apiGroups and resources: set both "
+                f'(apiGroups: [""] is the core group)'
+            )
+        elif not covers(granted, rule):
+            ev.mismatches.append(
+                f'{where} is not covered by the permissions of policy "{ev.name}" ({names}): '
+                f"narrow it to what they grant, or name one of them in spec.permission"
+            )
+    _check_persistence(ev, rules, lambda i: f"spec.rules[{i}]")
+
+
+def _check_persistence(ev: _Evaluation, rules: Sequence[PolicyRule], where: _Where) -> None:
+    for finding in persistence_findings(rules):
+        sentence = f"{where(finding.index)} {describe_rule(finding.rule)} can outlive "
+        sentence += f"revocation: {finding.why}"
+        ev.persistence.append(sentence)
+        if not ev.policy.spec.allow_persistence:
+            ev.mismatches.append(
+                f'{sentence}; policy "{ev.name}" does not allow that: narrow the rule, or set '
+                f"allowPersistence: true on the policy if this is intended"
+            )
+
+
+def _check_ttl(inputs: _Inputs, ev: _Evaluation) -> None:
+    spec = ev.policy.spec
+    asked = inputs.request.spec.ttl
+    limit = spec.max_ttl
+    limit_name = f'maxTTL {format_duration(limit)} of policy "{ev.name}"'
+    if spec.break_glass and inputs.break_glass_max_ttl < limit:
+        limit = inputs.break_glass_max_ttl
+        limit_name = (
+            f"the break-glass maximum {format_duration(limit)} "
+            f'(policy "{ev.name}" is breakGlass)'
+        )
+    if asked is not None and asked <= timedelta(0):
+        ev.mismatches.append(
+            f"spec.ttl {format_duration(asked)} is not positive: ask for a duration such as 15m"
+        )
+    elif ev.ttl > limit:
+        asked_for = (
+            f"spec.ttl {format_duration(ev.ttl)}"
+            if asked is not None
+            else f'defaultTTL {format_duration(ev.ttl)} of policy "{ev.name}"'
+        )
+        ev.mismatches.append(
+            f"{asked_for} exceeds {limit_name}: ask for {format_duration(limit)} or less"
+            + ("" if asked is not None else " in spec.ttl")
+        )
+
+
+def _check_limits(inputs: _Inputs, ev: _Evaluation) -> None:
+    limits = ev.policy.spec.limits
+    request = inputs.request
+    account = request.spec.grantee.service_account
+    requester = request.status.requester
+    fix = "wait for one to end, or set done: true on its request"
+
+    if limits.active_per_grantee is not None and account is not None:
+        held = [g for g in inputs.live_grants if g.spec.identity == account]
+        if len(held) >= limits.active_per_grantee:
+            ev.mismatches.append(
+                f'limits.activePerGrantee {limits.active_per_grantee} of policy "{ev.name}" is '
+                f"reached: ServiceAccount {_ref(account)} already holds "
+                f"{_plural(len(held), 'live grant')} ({_listing([_grant_ref(g) for g in held])}): "
+                f"{fix}"
+            )
+    if limits.active_per_requester is not None and requester is not None:
+        filed = [
+            g
+            for g in inputs.live_grants
+            if g.spec.requester is not None and g.spec.requester.username == requester.username
+        ]
+        if len(filed) >= limits.active_per_requester:
+            ev.mismatches.append(
+                f'limits.activePerRequester {limits.active_per_requester} of policy "{ev.name}" '
+                f'is reached: requester "{requester.username}" already has '
+                f"{_plural(len(filed), 'live grant')}: {fix}"
+            )
+    if limits.active_per_policy is not None:
+        issued = [g for g in inputs.live_grants if g.spec.policy == ev.name]
+        if len(issued) >= limits.active_per_policy:
+            ev.mismatches.append(
+                f'limits.activePerPolicy {limits.active_per_policy} of policy "{ev.name}" is '
+                f"reached: {_plural(len(issued), 'live grant')} were issued under it: "
+                f"{fix}, or raise limits.activePerPolicy"
+            )
+
+
+def _check_environments(inputs: _Inputs, ev: _Evaluation) -> None:
+    account = inputs.request.spec.grantee.service_account
+    # An ephemeral identity is new for this grant, so it holds nothing elsewhere.
+    if not ev.policy.spec.limits.exclusive_environments or account is None:
+        return
+    target = inputs.request.namespace
+    wanted = inputs.labels_of(target).get(LABEL_ENVIRONMENT)
+    for grant in inputs.live_grants:
+        if grant.spec.identity != account:
+            continue
+        held = inputs.labels_of(grant.namespace).get(LABEL_ENVIRONMENT)
+        if held != wanted:
+            ev.mismatches.append(
+                f'limits.exclusiveEnvironments of policy "{ev.name}": ServiceAccount '
+                f"{_ref(account)} holds live grant {_grant_ref(grant)} in namespace "
+                f'"{grant.namespace}" ({_environment(held)}), but namespace "{target}" has '
+                f"{_environment(wanted)}: wait for that grant to end, or set done: true on its "
+                f"request"
+            )
+
+
+def _environment(value: str | None) -> str:
+    return f"{LABEL_ENVIRONMENT}={value}" if value else f"no {LABEL_ENVIRONMENT} label"
+
+
+def _check_approvers(ev: _Evaluation) -> None:
+    approval = ev.policy.spec.approval
+    if ev.approvals_required and not approval.approvers:
+        ev.mismatches.append(
+            f'approval.required is {approval.required} but approval.approvers of policy '
+            f'"{ev.name}" is empty, so nobody can approve: list approvers, or set '
+            f"approval.required to 0"
+        )
+
+
+def _evaluate(inputs: _Inputs, policy: AccessPolicy) -> _Evaluation:
+    spec = inputs.request.spec
+    ttl = spec.ttl if spec.ttl is not None else policy.spec.default_ttl
+    ev = _Evaluation(policy=policy, ttl=ttl)
+    _check_requester(inputs, ev)
+    _check_namespace(inputs, ev)
+    _check_grantee(inputs, ev)
+    if spec.permission is not None:
+        _check_named_permission(inputs, ev, spec.permission)
+    else:
+        _check_explicit_rules(inputs, ev, spec.rules or [])
+    _check_ttl(inputs, ev)
+    _check_limits(inputs, ev)
+    _check_environments(inputs, ev)
+    _check_approvers(ev)
+    return ev
+
+
+# --- The decision -----------------------------------------------------------------------------
+
+
+def _is_live(grant: TaskGrant, request_uid: str, now: datetime) -> bool:
+    """A grant counts against limits if its privilege is in force and it is not this request's."""
+    if request_uid and grant.spec.request.uid == request_uid:
+        return False  # re-deciding an active request must not count its own grant
+    return grant.spec.expires_at > now and grant.status.revoked_at is None
+
+
+def _what_and_whom(request: AccessRequest, ev: _Evaluation) -> str:
+    what = f'permission "{ev.permission}"' if ev.permission else "the requested rules"
+    account = request.spec.grantee.service_account
+    delivery = request.spec.delivery
+    if account is not None:
+        whom = f"ServiceAccount {_ref(account)}"
+    elif delivery is not None:
+        secret = f"{delivery.namespace}/{delivery.secret_name}"
+        whom = f"an ephemeral ServiceAccount delivered to Secret {secret}"
+    else:
+        whom = "an ephemeral ServiceAccount"
+    return f'{what} for {whom} in namespace "{request.namespace}" for {format_duration(ev.ttl)}'
+
+
+def _granted(request: AccessRequest, ev: _Evaluation) -> Decision:
+    spec = ev.policy.spec
+    if spec.break_glass:
+        outcome = Outcome.ALLOWED
+        reason = (
+            f'break-glass policy "{ev.name}" allows {_what_and_whom(request, ev)} without '
+            f"approval; every step is reported as a Warning event"
+        )
+    elif ev.approvals_required == 0:
+        outcome = Outcome.ALLOWED
+        reason = f'policy "{ev.name}" allows {_what_and_whom(request, ev)} without approval'
+    else:
+        outcome = Outcome.PENDING
+        approvers = _listing([describe_subject(s) for s in spec.approval.approvers])
+        reason = (
+            f'policy "{ev.name}" allows {_what_and_whom(request, ev)} once '
+            f"{_plural(ev.approvals_required, 'approver')} from {approvers} approve"
+        )
+    if ev.persistence:
+        reason += "; its rules can outlive revocation, which the policy allows (allowPersistence)"
+    return Decision(
+        outcome=outcome,
+        reason=reason,
+        policy=ev.name,
+        ttl=ev.ttl,
+        permission=ev.permission,
+        rules=ev.rules,
+        cluster_role=ev.cluster_role,
+        persistence=tuple(ev.persistence),
+        break_glass=spec.break_glass,
+        approvals_required=ev.approvals_required,
+    )
+
+
+def _denied(reason: str, mismatches: Sequence[str], closest: _Evaluation | None = None) -> Decision:
+    if closest is None:
+        return Decision(Outcome.DENIED, reason, policy=None, mismatches=tuple(mismatches))
+    return Decision(
+        outcome=Outcome.DENIED,
+        reason=reason,
+        policy=closest.name,
+        permission=closest.permission,
+        rules=closest.rules,
+        cluster_role=closest.cluster_role,
+        persistence=tuple(closest.persistence),
+        mismatches=tuple(mismatches),
+    )
+
+
+def decide(
+    request: AccessRequest,
+    policies: Sequence[AccessPolicy],
+    live_grants: Sequence[TaskGrant],
+    namespace_labels: Mapping[str, Mapping[str, str]],
+    now: datetime,
+    *,
+    catalog: Mapping[str, Sequence[PolicyRule]] = _NO_CATALOG,
+    break_glass_max_ttl: timedelta = timedelta(hours=1),
+) -> Decision:
+    """Decide a request: allowed, pending approval, or denied with the closest policy's misses.
+
+    Parameters:
+        namespace_labels: labels of the request's namespace and of every live grant's namespace.
+        catalog: the ClusterRoles the operator trusts, by name; other ClusterRoles never match.
+        break_glass_max_ttl: the longest grant a break-glass policy may give, whatever its maxTTL.
+    """
+    named = request.spec.policy
+    candidates = sorted(policies, key=lambda p: p.name)
+    if named is not None:
+        candidates = [p for p in candidates if p.name == named]
+        if not candidates:
+            known = _listing(sorted(p.name for p in policies))
+            message = (
+                f'spec.policy "{named}" names no AccessPolicy (known: {known}): name an existing '
+                f"policy, or remove spec.policy to try every policy"
+            )
+            return _denied(message, [message])
+    if not candidates:
+        message = (
+            "no AccessPolicy exists, so nothing can be allowed: ask a platform admin for a "
+            "policy that covers this request"
+        )
+        return _denied(message, [message])
+
+    inputs = _Inputs(
+        request=request,
+        live_grants=[g for g in live_grants if _is_live(g, request.metadata.uid, now)],
+        namespace_labels=namespace_labels,
+        catalog=catalog,
+        break_glass_max_ttl=break_glass_max_ttl,
+    )
+    evaluations = [_evaluate(inputs, policy) for policy in candidates]
+    matching = [ev for ev in evaluations if not ev.mismatches]
+    if matching:
+        best = min(matching, key=lambda ev: (ev.approvals_required, ev.name))
+        return _granted(request, best)
+
+    closest = min(evaluations, key=lambda ev: (len(ev.mismatches), ev.name))
+    misses = "; ".join(closest.mismatches)
+    if named is not None:
+        reason = f'policy "{named}" named in spec.policy does not allow this request: {misses}'
+    else:
+        reason = f'no policy allows this request; closest is "{closest.name}": {misses}'
+    return _denied(reason, closest.mismatches, closest)
