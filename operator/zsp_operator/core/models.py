@@ -61,6 +61,23 @@ Time = Annotated[
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
+def _api_server_checks(*rules: tuple[str, str]) -> dict[str, Any]:
+    """CEL rules (rule, message) the API server itself enforces: `x-kubernetes-validations`.
+
+    They repeat the model validators below so a bad object is refused at the API, with the
+    same message, even when the admission webhook is not running. `zsp crds` copies them into
+    the CRD schemas; tests/test_crds.py evaluates them.
+    """
+    return {"x-kubernetes-validations": [{"rule": rule, "message": msg} for rule, msg in rules]}
+
+
+# `status.conditions` is keyed by type (Kubernetes API conventions), so server-side apply merges it.
+_CONDITIONS_BY_TYPE: dict[str, Any] = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["type"],
+}
+
+
 class Model(BaseModel):
     """Base of every model: camelCase on the wire, unknown fields rejected."""
 
@@ -101,6 +118,17 @@ class SubjectKind(StrEnum):
 
 class Subject(Model):
     """Who: a ServiceAccount (namespace and name), a User or a Group (name)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_api_server_checks(
+            (
+                "self.kind == 'ServiceAccount'"
+                " ? (has(self.namespace) && size(self.namespace) > 0)"
+                " : (!has(self.namespace) || size(self.namespace) == 0)",
+                "namespace: a ServiceAccount subject needs one, a User or Group subject has none",
+            )
+        )
+    )
 
     kind: SubjectKind
     name: NonEmpty
@@ -171,6 +199,15 @@ class NamespaceSelection(Model):
 class Permission(Model):
     """A named permission set: inline rules, or a ClusterRole from the operator's catalog."""
 
+    model_config = ConfigDict(
+        json_schema_extra=_api_server_checks(
+            (
+                "has(self.rules) != has(self.clusterRole)",
+                "set exactly one of rules or clusterRole in each permission",
+            )
+        )
+    )
+
     name: NonEmpty
     rules: list[PolicyRule] | None = None
     cluster_role: str | None = None
@@ -197,10 +234,24 @@ class Limits(Model):
 
 
 class AccessPolicySpec(Model):
+    model_config = ConfigDict(
+        json_schema_extra=_api_server_checks(
+            (
+                "!has(self.defaultTTL) || !has(self.maxTTL)"
+                " || duration(self.defaultTTL) <= duration(self.maxTTL)",
+                "defaultTTL is longer than maxTTL: lower defaultTTL or raise maxTTL",
+            )
+        )
+    )
+
     requesters: list[Subject] = Field(default_factory=list)
     grantees: Grantees = Field(default_factory=Grantees)
     namespaces: NamespaceSelection = Field(default_factory=NamespaceSelection)
-    permissions: list[Permission] = Field(min_length=1)
+    # Keyed by name: the API server refuses duplicates and server-side apply merges by name.
+    permissions: list[Permission] = Field(
+        min_length=1,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
     default_ttl: Duration = Field(default=timedelta(minutes=15), alias="defaultTTL")
     max_ttl: Duration = Field(default=timedelta(hours=1), alias="maxTTL")
     approval: Approval = Field(default_factory=Approval)
@@ -260,6 +311,15 @@ class EphemeralGrantee(Model):
 
 
 class Grantee(Model):
+    model_config = ConfigDict(
+        json_schema_extra=_api_server_checks(
+            (
+                "has(self.serviceAccount) != has(self.ephemeral)",
+                "set exactly one of grantee.serviceAccount or grantee.ephemeral",
+            )
+        )
+    )
+
     service_account: NamespacedName | None = None
     ephemeral: EphemeralGrantee | None = None
 
@@ -293,12 +353,35 @@ def _reason_has_text(value: str) -> str:
 
 
 class AccessRequestSpec(Model):
+    model_config = ConfigDict(
+        json_schema_extra=_api_server_checks(
+            (
+                "has(self.permission) != has(self.rules)",
+                "set exactly one of permission (a policy's permission name) or rules",
+            ),
+            (
+                "!has(self.delivery) || has(self.grantee.ephemeral)",
+                "delivery is only for grantee.ephemeral: a bound ServiceAccount has its own tokens",
+            ),
+        )
+    )
+
     policy: str | None = None
     grantee: Grantee
     permission: str | None = None
     rules: list[PolicyRule] | None = None
     ttl: Duration | None = None
-    reason: Annotated[str, Field(min_length=1), BeforeValidator(_reason_has_text)]
+    reason: Annotated[
+        str,
+        Field(
+            min_length=1,
+            json_schema_extra=_api_server_checks(
+                # The CEL text is self.matches('\\S'): RE2's \S, one non-space character.
+                ("self.matches('\\\\S')", "reason must say why the access is needed, not be blank")
+            ),
+        ),
+        BeforeValidator(_reason_has_text),
+    ]
     task_ref: TaskRef | None = None
     delivery: Delivery | None = None
     done: bool = False
@@ -308,7 +391,9 @@ class AccessRequestSpec(Model):
         if (self.permission is None) == (self.rules is None):
             raise ValueError("set exactly one of permission (a policy's permission name) or rules")
         if self.delivery is not None and self.grantee.ephemeral is None:
-            raise ValueError("delivery is only for grantee.ephemeral: a bound ServiceAccount has its own tokens")
+            raise ValueError(
+                "delivery is only for grantee.ephemeral: a bound ServiceAccount has its own tokens"
+            )
         return self
 
 
@@ -370,7 +455,7 @@ class AccessRequestStatus(Model):
     revocation_lag_seconds: float | None = None
     token_credential_id: str | None = None
     observed_generation: int | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=_CONDITIONS_BY_TYPE)
 
 
 class AccessRequest(Model):
@@ -429,7 +514,7 @@ class TaskGrantStatus(Model):
     issued_at: Time | None = None
     revoked_at: Time | None = None
     end_reason: str | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=_CONDITIONS_BY_TYPE)
 
 
 class TaskGrant(Model):
