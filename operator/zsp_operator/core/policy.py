@@ -172,7 +172,7 @@ def _check_requester(inputs: _Inputs, ev: _Evaluation) -> None:
     name = ev.name
     if requester is None:
         ev.mismatches.append(
-            "status.requester is empty: the request has no authenticated requester; create "
+            "status.requester is empty, so the request has no authenticated requester: create "
             "the AccessRequest through the API server so the admission webhook records who filed it"
         )
         return
@@ -317,7 +317,7 @@ def _check_persistence(ev: _Evaluation, rules: Sequence[PolicyRule], where: _Whe
         ev.persistence.append(sentence)
         if not ev.policy.spec.allow_persistence:
             ev.mismatches.append(
-                f'{sentence}; policy "{ev.name}" does not allow that: narrow the rule, or set '
+                f'{sentence}, and policy "{ev.name}" does not allow that: narrow the rule, or set '
                 f"allowPersistence: true on the policy if this is intended"
             )
 

@@ -283,7 +283,7 @@ def persistence_findings(rules: Sequence[PolicyRule]) -> list[Finding]:
     for index, rule in enumerate(rules):
         risks = rule_risks(rule)
         if risks:
-            why = "; ".join(_WHY[r] for r in risks)
+            why = ", and ".join(_WHY[r] for r in risks)
             if risks == (Risk.WILDCARD,):
                 fields = [f for f, values in _wildcard_fields(rule) if ALL in values]
                 why = why.replace("`*`", f"`*` in {', '.join(fields)}", 1)
