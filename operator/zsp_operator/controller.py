@@ -1,0 +1,527 @@
+"""The operator's behaviour, independent of kopf: decide, issue, schedule and revoke.
+
+kopf handlers are one-line calls into this class. Decisions and issuance run under one
+lock so limits (`activePerGrantee`...) hold exactly; revocations run as their own tasks,
+one per grant, and retry until they succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from zsp_operator.config import Settings
+from zsp_operator.core import constants as c
+from zsp_operator.core import lifecycle
+from zsp_operator.core.approvals import approval_deadline, tally
+from zsp_operator.core.errors import describe
+from zsp_operator.core.lifecycle import Decided, Ended, EndReason, Event, IssueFailed
+from zsp_operator.core.manifests import MANAGED_SELECTOR
+from zsp_operator.core.models import (
+    AccessPolicy,
+    AccessRequest,
+    AccessRequestStatus,
+    ApprovalRecord,
+    ObjectRef,
+    Phase,
+    PolicyRule,
+    TaskGrant,
+    UserInfo,
+)
+from zsp_operator.core.policy import Decision, Outcome, decide
+from zsp_operator.grants import TEARDOWN_ORDER, GrantService, IssueError
+from zsp_operator.kube import Conflict, Kube, KubeError
+from zsp_operator.kube.resources import (
+    ACCESS_POLICIES,
+    ACCESS_REQUESTS,
+    CLUSTER_ROLES,
+    NAMESPACES,
+    TASK_GRANTS,
+)
+from zsp_operator.observe import Observer, involved
+from zsp_operator.scheduler import DeadlineScheduler
+from zsp_operator.view import ClusterView
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def requester_from(annotations: Mapping[str, str]) -> UserInfo | None:
+    """The authenticated creator, as the admission webhook recorded it; None if absent or forged."""
+    raw = annotations.get(c.ANNOTATION_REQUESTER)
+    if not raw:
+        return None
+    try:
+        return UserInfo.model_validate(json.loads(raw))
+    except (ValueError, ValidationError):
+        return None
+
+
+def approvals_from(annotations: Mapping[str, str]) -> list[ApprovalRecord]:
+    raw = annotations.get(c.ANNOTATION_APPROVALS)
+    if not raw:
+        return []
+    try:
+        return [ApprovalRecord.model_validate(item) for item in json.loads(raw)]
+    except (ValueError, TypeError, ValidationError):
+        return []
+
+
+@dataclass(frozen=True)
+class RequestRef:
+    name: str
+    namespace: str
+    uid: str
+
+    @classmethod
+    def of(cls, request: AccessRequest) -> RequestRef:
+        return cls(request.name, request.namespace, request.metadata.uid)
+
+
+class Controller:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: Settings,
+        observer: Observer,
+        *,
+        clock: Clock = utcnow,
+        grants: GrantService | None = None,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.observer = observer
+        self.clock = clock
+        self.view = ClusterView()
+        self.grants = grants or GrantService(kube, settings, clock)
+        self.expiry = DeadlineScheduler(self._expire, clock)
+        self.approval_timeouts = DeadlineScheduler(self._time_out, clock)
+        self._decide_lock = asyncio.Lock()
+        self._revocations: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- start and stop ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Prime the view, revoke what expired while we were away, re-arm the rest, sweep orphans."""
+        policies = await self.kube.list(ACCESS_POLICIES)
+        namespaces = await self.kube.list(NAMESPACES)
+        grants = await self.kube.list(TASK_GRANTS)
+        self.view.replace_all(policies, namespaces, grants)
+        self.expiry.start()
+        self.approval_timeouts.start()
+        now = self.clock()
+        for grant in list(self.view.grants.values()):
+            if grant.metadata.deletion_timestamp is not None:
+                continue  # its finalizer handler finishes it
+            if grant.spec.expires_at <= now:
+                self.revoke_soon(grant, c.REASON_EXPIRED, "expired while the operator was not running")
+            else:
+                self.expiry.arm(grant.metadata.uid, grant.spec.expires_at)
+        await self.remove_orphans()
+
+    async def stop(self) -> None:
+        await self.expiry.stop()
+        await self.approval_timeouts.stop()
+        pending = [*self._revocations.values(), *self._background]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def remove_orphans(self) -> None:
+        """Delete any object carrying our labels whose grant no longer exists."""
+        live = set(self.view.grants)
+        for res in TEARDOWN_ORDER:
+            for obj in await self.kube.list(res, label_selector=MANAGED_SELECTOR):
+                meta = obj["metadata"]
+                owner = (meta.get("labels") or {}).get(c.LABEL_GRANT_UID)
+                if owner and owner not in live:
+                    log.warning(
+                        "removing %s %s/%s left by a vanished grant",
+                        res.kind,
+                        meta.get("namespace"),
+                        meta["name"],
+                    )
+                    await self.kube.delete(res, meta["name"], meta.get("namespace"), uid=meta.get("uid"))
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def reconcile_request(self, body: dict[str, Any]) -> None:
+        """Bring one AccessRequest forward from wherever its status says it is."""
+        meta = body.get("metadata", {})
+        status = AccessRequestStatus.model_validate(body.get("status") or {})
+        phase = lifecycle.phase_of(status.conditions)
+        generation = meta.get("generation")
+        if lifecycle.is_terminal(status):
+            if status.observed_generation is not None and generation != status.observed_generation:
+                await self._edit_ignored(
+                    body,
+                    f"the request is {phase.value}: a request is one-shot, "
+                    "file a new AccessRequest instead of editing this one",
+                )
+            return
+        try:
+            request = AccessRequest.model_validate(body)
+        except ValidationError as err:
+            await self._reject_malformed(body, status, err)
+            return
+        if phase is Phase.ACTIVE:
+            await self._reconcile_active(request, body)
+            return
+        async with self._decide_lock:
+            await self._decide_and_issue(request)
+
+    async def _reconcile_active(self, request: AccessRequest, body: dict[str, Any]) -> None:
+        grant = self._grant_of(request.metadata.uid)
+        if request.spec.done:
+            if grant is not None:
+                await self.revoke(grant, c.REASON_COMPLETED, "spec.done was set: the task is finished")
+            return
+        if request.status.observed_generation != request.metadata.generation:
+            await self._edit_ignored(body, "the request is Active: only spec.done: true may change")
+
+    async def _decide_and_issue(self, request: AccessRequest) -> None:
+        # Re-read under the lock: another handler run may have moved it on.
+        fresh = await self.kube.get(ACCESS_REQUESTS, request.name, request.namespace)
+        if fresh is None or fresh["metadata"]["uid"] != request.metadata.uid:
+            return
+        request = AccessRequest.model_validate(fresh)
+        phase = lifecycle.phase_of(request.status.conditions)
+        if phase not in (Phase.PENDING, Phase.APPROVED):
+            return
+        # Only the webhook-written annotation counts: status could be written by anyone with status access.
+        requester = requester_from(request.metadata.annotations)
+        request.status.requester = requester
+        decision = await self._decide(request)
+        if phase is Phase.PENDING:
+            previous = request.status.decision
+            if previous is None:
+                await self.observer.requested(request)
+            if previous is None or decision.outcome is Outcome.DENIED or decision.reason != previous.reason:
+                status = await self._transition(request, self._decided_event(decision, requester))
+                await self.observer.decided(request, decision)
+                if status is None:
+                    return
+                request.status = status
+            if decision.outcome is Outcome.PENDING:
+                status = await self._tally_approvals(request, decision)
+                if status is None or lifecycle.phase_of(status.conditions) is not Phase.APPROVED:
+                    return
+                request.status = status
+            elif decision.outcome is not Outcome.ALLOWED:
+                return
+        elif decision.outcome is Outcome.DENIED:
+            # Approved before a restart, but the policy no longer allows it: never issue.
+            await self._fail(request, "decision", f"no longer allowed: {decision.reason}")
+            return
+        await self._issue(request, decision)
+
+    def _decided_event(self, decision: Decision, requester: UserInfo | None) -> Decided:
+        return Decided(
+            outcome=decision.outcome.value,
+            reason=decision.reason,
+            policy=decision.policy,
+            requester=requester,
+            rules=decision.rules,
+            persistence_capable=decision.persistence_capable,
+            break_glass=decision.break_glass,
+        )
+
+    async def _decide(
+        self, request: AccessRequest, policies: Sequence[AccessPolicy] | None = None
+    ) -> Decision:
+        catalog = await self._catalog()
+        return decide(
+            request,
+            list(self.view.policies.values()) if policies is None else policies,
+            self.view.live_grants(),
+            self.view.namespace_labels,
+            self.clock(),
+            catalog=catalog,
+            break_glass_max_ttl=self.settings.break_glass_max_ttl,
+        )
+
+    async def _catalog(self) -> dict[str, Sequence[PolicyRule]]:
+        """The trusted ClusterRoles and their current rules."""
+        catalog: dict[str, Sequence[PolicyRule]] = {}
+        for name in self.settings.catalog:
+            body = await self.kube.get(CLUSTER_ROLES, name)
+            if body is not None:
+                catalog[name] = [PolicyRule.model_validate(r) for r in body.get("rules") or []]
+        return catalog
+
+    async def _tally_approvals(
+        self, request: AccessRequest, decision: Decision
+    ) -> AccessRequestStatus | None:
+        policy = self.view.policies.get(decision.policy or "")
+        if policy is None:
+            return request.status
+        records = approvals_from(request.metadata.annotations)
+        result = tally(records, policy.spec, request.status.requester)
+        created = request.metadata.creation_timestamp or self.clock()
+        self.approval_timeouts.arm(request.metadata.uid, approval_deadline(created, policy.spec))
+        if result.denied_by:
+            message = f"denied by {result.denied_by}"
+        elif result.approved:
+            message = f"approved by {', '.join(result.counted)}"
+        else:
+            message = f"waiting for {result.missing} more approval(s) from eligible approvers"
+        known = len(request.status.approvals)
+        for record in records[known:]:
+            await self.observer.approval_recorded(request, record, record.username in result.counted)
+        event = lifecycle.ApprovalsChanged(tuple(records), result.approved, result.denied_by, message)
+        status = await self._transition(request, event)
+        if status is not None and lifecycle.phase_of(status.conditions) is not Phase.PENDING:
+            self.approval_timeouts.disarm(request.metadata.uid)
+        return status
+
+    async def _issue(self, request: AccessRequest, decision: Decision) -> None:
+        try:
+            issued = await self.grants.issue(request, decision)
+        except IssueError as err:
+            await self._fail(request, err.step, err.message)
+            return
+        except KubeError as err:
+            # Rolling back failed too: the revoker keeps at it; the request records the failure.
+            await self._fail(request, "rollback", f"issuance failed and rollback is retrying: {err.message}")
+            return
+        grant = issued.grant
+        self.view.put_grant(grant)
+        self.expiry.arm(grant.metadata.uid, grant.spec.expires_at)
+        identity = grant.spec.identity
+        assert identity is not None
+        event = lifecycle.Issued(
+            grant=ObjectRef(name=grant.name, uid=grant.metadata.uid),
+            identity=identity,
+            issued_at=self.clock(),
+            expires_at=grant.spec.expires_at,
+            token_credential_id=issued.token_credential_id,
+        )
+        await self._transition(request, event)
+        created = request.metadata.creation_timestamp
+        latency = (self.clock() - created).total_seconds() if created else None
+        await self.observer.issued(request, grant, issued.objects, issued.token_credential_id, latency)
+
+    async def _fail(self, request: AccessRequest, step: str, message: str) -> None:
+        await self._transition(request, IssueFailed(message))
+        await self.observer.failed(request, step, message)
+
+    async def _reject_malformed(
+        self, body: dict[str, Any], status: AccessRequestStatus, err: ValidationError
+    ) -> None:
+        meta = body.get("metadata", {})
+        messages = describe(err, f"AccessRequest {meta.get('namespace')}/{meta.get('name')}")
+        reason = "the request is malformed: " + "; ".join(messages)
+        event = Decided(outcome="denied", reason=reason, policy=None, requester=None)
+        new = lifecycle.apply(status, event, self.clock(), meta.get("generation"))
+        if new != status:
+            await self._write_status(meta, new)
+        ref = involved(c.KIND_REQUEST, meta.get("name", ""), meta.get("namespace"), meta.get("uid", ""))
+        await self.observer.warn(ref, c.EVENT_REQUEST_DENIED, reason)
+
+    async def _edit_ignored(self, body: dict[str, Any], message: str) -> None:
+        meta = body.get("metadata", {})
+        ref = involved(c.KIND_REQUEST, meta.get("name", ""), meta.get("namespace"), meta.get("uid", ""))
+        await self.observer.warn(ref, c.EVENT_EDIT_IGNORED, message)
+        # Acknowledge the generation so the warning is given once per edit.
+        patch = {"status": {"observedGeneration": meta.get("generation")}}
+        try:
+            await self.kube.patch(ACCESS_REQUESTS, meta["name"], patch, meta.get("namespace"), status=True)
+        except KubeError as err:
+            log.warning("could not acknowledge edit of %s: %s", meta.get("name"), err)
+
+    async def request_deleted(self, body: dict[str, Any]) -> None:
+        uid = body.get("metadata", {}).get("uid", "")
+        self.approval_timeouts.disarm(uid)
+        grant = self._grant_of(uid)
+        if grant is not None:
+            self.revoke_soon(grant, c.REASON_REVOKED, "the AccessRequest was deleted")
+
+    async def _time_out(self, request_uid: str) -> None:
+        for body in await self.kube.list(ACCESS_REQUESTS):
+            if body["metadata"]["uid"] == request_uid:
+                request = AccessRequest.model_validate(body)
+                message = "no approval quorum before the policy's approval.timeout"
+                await self._transition(request, lifecycle.TimedOut(message))
+                ref = involved(c.KIND_REQUEST, request.name, request.namespace, request_uid)
+                await self.observer.warn(ref, c.REASON_TIMED_OUT, message)
+                return
+
+    # -- status writes -----------------------------------------------------------------------
+
+    async def _transition(
+        self, request: AccessRequest | RequestRef, event: Event
+    ) -> AccessRequestStatus | None:
+        """Apply one lifecycle event to the live status (optimistic concurrency, retried)."""
+        ref = request if isinstance(request, RequestRef) else RequestRef.of(request)
+        for _ in range(10):
+            body = await self.kube.get(ACCESS_REQUESTS, ref.name, ref.namespace)
+            if body is None or body["metadata"]["uid"] != ref.uid:
+                return None
+            current = AccessRequestStatus.model_validate(body.get("status") or {})
+            new = lifecycle.apply(current, event, self.clock(), body["metadata"].get("generation"))
+            if new == current:
+                return current
+            try:
+                await self._write_status(body["metadata"], new)
+            except Conflict:
+                continue
+            return new
+        raise KubeError(409, "Conflict", f"status of {ref.name} kept changing under us")
+
+    async def _write_status(self, meta: dict[str, Any], status: AccessRequestStatus) -> None:
+        patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": status.to_wire()}
+        await self.kube.patch(ACCESS_REQUESTS, meta["name"], patch, meta.get("namespace"), status=True)
+
+    # -- revocation --------------------------------------------------------------------------
+
+    def _grant_of(self, request_uid: str) -> TaskGrant | None:
+        return next((g for g in self.view.grants.values() if g.spec.request.uid == request_uid), None)
+
+    def revoke_soon(self, grant: TaskGrant, reason: str, message: str) -> asyncio.Task[None]:
+        """Start (or join) the revocation of one grant; it retries until it succeeds."""
+        uid = grant.metadata.uid
+        task = self._revocations.get(uid)
+        if task is None or task.done():
+            task = asyncio.create_task(
+                self._revoke_until_done(grant, reason, message), name=f"zsp-revoke-{uid}"
+            )
+            self._revocations[uid] = task
+            task.add_done_callback(lambda _t: self._revocations.pop(uid, None))
+        return task
+
+    async def revoke(self, grant: TaskGrant, reason: str, message: str) -> None:
+        await asyncio.shield(self.revoke_soon(grant, reason, message))
+
+    async def _revoke_until_done(self, grant: TaskGrant, reason: str, message: str) -> None:
+        self.expiry.disarm(grant.metadata.uid)
+        delay = 0.1
+        while True:
+            started = self.clock()
+            try:
+                await self._revoke_once(grant, reason, message, started)
+                return
+            except KubeError as err:
+                self.observer.error("revoke")
+                log.error(
+                    "revoking %s/%s failed, retrying in %.1fs: %s", grant.namespace, grant.name, delay, err
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _revoke_once(self, grant: TaskGrant, reason: str, message: str, started: datetime) -> None:
+        await self.grants.record_end(grant, reason, message)
+        binding_gone = await self.grants.teardown(grant) or self.clock()
+        self.expiry.record_latency((binding_gone - started).total_seconds())
+        lag = (binding_gone - grant.spec.expires_at).total_seconds() if reason == c.REASON_EXPIRED else None
+        await self._end_request(grant, reason, message, binding_gone, lag)  # type: ignore[arg-type]
+        await self.grants.delete_grant(grant)
+        if self.view.drop_grant(grant.metadata.uid) is not None:
+            await self.observer.revoked(grant, reason, message, lag, grant.status.token_credential_id)
+
+    async def _end_request(
+        self, grant: TaskGrant, reason: EndReason, message: str, at: datetime, lag: float | None
+    ) -> None:
+        ref = RequestRef(grant.spec.request.name, grant.namespace, grant.spec.request.uid)
+        await self._transition(ref, Ended(reason, message, at, lag))
+
+    async def _expire(self, grant_uid: str) -> None:
+        grant = self.view.grants.get(grant_uid)
+        if grant is not None:
+            await self.revoke(grant, c.REASON_EXPIRED, "the grant's TTL ran out")
+
+    async def grant_deleted(self, body: dict[str, Any]) -> None:
+        """The TaskGrant's finalizer: tear down whatever is left, then let it go."""
+        grant = TaskGrant.model_validate(body)
+        await self.grants.teardown(grant)
+        ready = lifecycle.condition(grant.status.conditions, c.COND_READY)
+        if (
+            ready is not None
+            and ready.status == "False"
+            and ready.reason
+            in (
+                c.REASON_EXPIRED,
+                c.REASON_REVOKED,
+                c.REASON_COMPLETED,
+            )
+        ):
+            reason, message = ready.reason, ready.message
+        else:
+            reason, message = c.REASON_REVOKED, "the TaskGrant was deleted"
+        await self._end_request(grant, reason, message, self.clock(), None)  # type: ignore[arg-type]
+        self.expiry.disarm(grant.metadata.uid)
+        if self.view.drop_grant(grant.metadata.uid) is not None:
+            await self.observer.revoked(grant, reason, message, None, grant.status.token_credential_id)
+
+    # -- drift: policies, namespaces, identities, tasks ------------------------------------
+
+    async def recheck(self, predicate: Callable[[TaskGrant], bool]) -> None:
+        """Re-decide live grants against the policy that issued them; revoke what it no longer allows."""
+        for grant in self.view.grants_where(predicate):
+            policy = self.view.policies.get(grant.spec.policy)
+            if policy is None:
+                self.revoke_soon(
+                    grant, c.REASON_REVOKED, f"AccessPolicy {grant.spec.policy} was deleted or is invalid"
+                )
+                continue
+            body = await self.kube.get(ACCESS_REQUESTS, grant.spec.request.name, grant.namespace)
+            if body is None or body["metadata"]["uid"] != grant.spec.request.uid:
+                self.revoke_soon(grant, c.REASON_REVOKED, "the AccessRequest was deleted")
+                continue
+            request = AccessRequest.model_validate(body)
+            decision = await self._decide(request, [policy])
+            if decision.outcome is Outcome.DENIED:
+                self.revoke_soon(
+                    grant,
+                    c.REASON_REVOKED,
+                    f"AccessPolicy {policy.name} no longer allows it: {decision.reason}",
+                )
+
+    async def policy_changed(self, body: dict[str, Any], deleted: bool) -> None:
+        name = body.get("metadata", {}).get("name", "")
+        if deleted:
+            self.view.drop_policy(name)
+        else:
+            self.view.put_policy(body)
+        await self.recheck(lambda g: g.spec.policy == name)
+
+    async def namespace_changed(self, body: dict[str, Any], deleted: bool) -> None:
+        name = body.get("metadata", {}).get("name", "")
+        if deleted:
+            self.view.drop_namespace(name)
+            return
+        before = self.view.namespace_labels.get(name)
+        self.view.put_namespace(body)
+        if before is not None and before != self.view.namespace_labels[name]:
+            await self.recheck(lambda g: g.namespace == name)
+
+    async def service_account_deleted(self, body: dict[str, Any]) -> None:
+        meta = body.get("metadata", {})
+        ns, name = meta.get("namespace"), meta.get("name")
+        for grant in self.view.grants_where(
+            lambda g: (
+                g.spec.identity is not None
+                and (g.spec.identity.namespace, g.spec.identity.name) == (ns, name)
+            )
+        ):
+            self.revoke_soon(grant, c.REASON_REVOKED, f"the grantee ServiceAccount {ns}/{name} was deleted")
+
+    def grant_seen(self, body: dict[str, Any]) -> None:
+        grant = self.view.put_grant(body)
+        if (
+            grant is not None
+            and grant.metadata.deletion_timestamp is None
+            and grant.metadata.uid not in self._revocations
+        ):
+            self.expiry.arm(grant.metadata.uid, grant.spec.expires_at)

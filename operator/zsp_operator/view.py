@@ -1,0 +1,89 @@
+"""The operator's in-memory view of what decisions depend on: policies, namespaces, grants.
+
+Primed by one list per kind at start, then kept current by watch events (kopf handlers)
+and by the operator's own writes, so a decision never waits on the API server and never
+misses a grant it has just issued.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from zsp_operator.core.errors import describe
+from zsp_operator.core.models import AccessPolicy, TaskGrant
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClusterView:
+    policies: dict[str, AccessPolicy] = field(default_factory=dict)
+    invalid_policies: dict[str, list[str]] = field(default_factory=dict)
+    namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    grants: dict[str, TaskGrant] = field(default_factory=dict)
+
+    def put_policy(self, body: dict[str, Any]) -> AccessPolicy | None:
+        """Store a policy; an invalid one is remembered with its errors and allows nothing."""
+        name = body.get("metadata", {}).get("name", "")
+        try:
+            policy = AccessPolicy.model_validate(body)
+        except ValidationError as err:
+            self.policies.pop(name, None)
+            self.invalid_policies[name] = describe(err, f"AccessPolicy {name}")
+            log.warning("ignoring invalid policy: %s", "; ".join(self.invalid_policies[name]))
+            return None
+        self.invalid_policies.pop(name, None)
+        self.policies[name] = policy
+        return policy
+
+    def drop_policy(self, name: str) -> None:
+        self.policies.pop(name, None)
+        self.invalid_policies.pop(name, None)
+
+    def put_namespace(self, body: dict[str, Any]) -> None:
+        meta = body.get("metadata", {})
+        self.namespace_labels[meta.get("name", "")] = dict(meta.get("labels") or {})
+
+    def drop_namespace(self, name: str) -> None:
+        self.namespace_labels.pop(name, None)
+
+    def put_grant(self, body: dict[str, Any] | TaskGrant) -> TaskGrant | None:
+        try:
+            grant = body if isinstance(body, TaskGrant) else TaskGrant.model_validate(body)
+        except ValidationError as err:
+            log.error("unreadable TaskGrant: %s", "; ".join(describe(err, "TaskGrant")))
+            return None
+        self.grants[grant.metadata.uid] = grant
+        return grant
+
+    def drop_grant(self, uid: str) -> TaskGrant | None:
+        return self.grants.pop(uid, None)
+
+    def live_grants(self) -> list[TaskGrant]:
+        """Grants not being deleted: what limits and exclusivity count."""
+        return [g for g in self.grants.values() if g.metadata.deletion_timestamp is None]
+
+    def grants_where(self, predicate: Callable[[TaskGrant], bool]) -> list[TaskGrant]:
+        return [g for g in self.live_grants() if predicate(g)]
+
+    def replace_all(
+        self,
+        policies: Iterable[dict[str, Any]],
+        namespaces: Iterable[dict[str, Any]],
+        grants: Iterable[dict[str, Any]],
+    ) -> None:
+        self.policies.clear()
+        self.invalid_policies.clear()
+        self.namespace_labels.clear()
+        self.grants.clear()
+        for body in policies:
+            self.put_policy(body)
+        for body in namespaces:
+            self.put_namespace(body)
+        for body in grants:
+            self.put_grant(body)
