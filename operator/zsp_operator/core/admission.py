@@ -135,7 +135,7 @@ def admit_approval(
     comment = after[key].strip() or None
     records.append(
         ApprovalRecord(username=user.username, groups=user.groups, decision=decision, at=now, comment=comment)
-    )  # type: ignore[arg-type]
+    )
     verdict.annotations[c.ANNOTATION_APPROVALS] = json.dumps([r.to_wire() for r in records])
     verdict.annotations[key] = None
     return verdict
