@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     standalone: bool = Field(default=False, description="run without peering (single replica)")
     peering: str = Field(default="zsp-operator", description="kopf peering name")
     priority: int = Field(default=0, description="kopf peering priority (distinct per replica)")
+    webhook_cert_dir: str | None = Field(
+        default=None, description="directory with tls.crt and tls.key for the webhook server (in a cluster)"
+    )
     dev: bool = Field(
         default=False, description="serve webhooks on 127.0.0.1 with a self-signed cert and register them"
     )

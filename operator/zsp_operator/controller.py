@@ -36,6 +36,7 @@ from zsp_operator.core.models import (
     UserInfo,
 )
 from zsp_operator.core.policy import Decision, Outcome, decide
+from zsp_operator.core.tasks import task_finished
 from zsp_operator.grants import TEARDOWN_ORDER, GrantService, IssueError
 from zsp_operator.kube import Conflict, Kube, KubeError
 from zsp_operator.kube.resources import (
@@ -110,11 +111,13 @@ class Controller:
         self._decide_lock = asyncio.Lock()
         self._revocations: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self.identity: str | None = None  # our own username, from the API server
 
     # -- start and stop ----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Prime the view, revoke what expired while we were away, re-arm the rest, sweep orphans."""
+        self.identity = (await self.kube.whoami()).get("username")
         policies = await self.kube.list(ACCESS_POLICIES)
         namespaces = await self.kube.list(NAMESPACES)
         grants = await self.kube.list(TASK_GRANTS)
@@ -516,6 +519,40 @@ class Controller:
             )
         ):
             self.revoke_soon(grant, c.REASON_REVOKED, f"the grantee ServiceAccount {ns}/{name} was deleted")
+
+    async def follow_task(self, body: dict[str, Any], stopped: Any) -> None:
+        """Watch the grant's taskRef object; end the grant when it finishes or disappears."""
+        grant = TaskGrant.model_validate(body)
+        ref = grant.spec.task_ref
+        if ref is None:
+            return
+        res = await self.kube.resource_of(ref.api_version, ref.kind)
+        namespace = (ref.namespace or grant.namespace) if res.namespaced else None
+        label = f"{ref.kind} {namespace + '/' if namespace else ''}{ref.name}"
+        while not stopped:
+            obj = await self.kube.get(res, ref.name, namespace)
+            ended = f"task {label} was deleted" if obj is None else task_finished(obj)
+            version = None if obj is None else obj["metadata"].get("resourceVersion")
+            if ended is None:
+                try:
+                    async for kind, event_obj in self.kube.watch(
+                        res,
+                        namespace,
+                        field_selector=f"metadata.name={ref.name}",
+                        resource_version=version,
+                        timeout_seconds=60,
+                    ):
+                        if kind == "DELETED":
+                            ended = f"task {label} was deleted"
+                        elif kind in ("ADDED", "MODIFIED"):
+                            ended = task_finished(event_obj)
+                        if ended is not None or stopped:
+                            break
+                except KubeError as err:
+                    log.info("watch of %s ended (%s); resuming", label, err.reason)
+            if ended is not None:
+                await self.revoke(grant, c.REASON_COMPLETED, ended)
+                return
 
     def grant_seen(self, body: dict[str, Any]) -> None:
         grant = self.view.put_grant(body)

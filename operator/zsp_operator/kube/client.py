@@ -207,6 +207,23 @@ class Kube:
             raise
         return True
 
+    async def whoami(self) -> dict[str, Any]:
+        """Our own authenticated userInfo, as the API server sees it (SelfSubjectReview)."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        result = await self._call("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", body=body)
+        info: dict[str, Any] = (result.get("status") or {}).get("userInfo") or {}
+        return info
+
+    async def resource_of(self, api_version: str, kind: str) -> Resource:
+        """Discover the plural and scope of any kind (for taskRef objects of any type)."""
+        group, _, version = api_version.rpartition("/")
+        path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        listing = await self._call("GET", path)
+        for item in listing.get("resources") or []:
+            if item.get("kind") == kind and "/" not in item.get("name", ""):
+                return Resource(group, version, item["name"], kind, bool(item.get("namespaced")))
+        raise NotFound(404, "NotFound", f"the server does not serve {kind} in {api_version}")
+
     async def watch(
         self,
         res: Resource,

@@ -1,0 +1,30 @@
+"""What can make a live grant wrong: its policy, its namespace's labels, its grantee vanishing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from zsp_operator.handlers.common import POLICIES, controller_of
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    @kopf.on.event(*POLICIES, id="policy-drift", registry=registry)
+    async def policy(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+        if event["type"] is not None:
+            await controller_of(memo).policy_changed(
+                dict(event["object"]), deleted=event["type"] == "DELETED"
+            )
+
+    @kopf.on.event("v1", "namespaces", id="namespace-drift", registry=registry)
+    async def namespace(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+        if event["type"] is not None:
+            await controller_of(memo).namespace_changed(
+                dict(event["object"]), deleted=event["type"] == "DELETED"
+            )
+
+    @kopf.on.event("v1", "serviceaccounts", id="grantee-deleted", registry=registry)
+    async def service_account(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+        if event["type"] == "DELETED":
+            await controller_of(memo).service_account_deleted(dict(event["object"]))

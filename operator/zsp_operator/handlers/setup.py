@@ -1,0 +1,79 @@
+"""Operator start and stop: kopf settings, the API connection, and the controller's start."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from zsp_operator.core import constants as c
+from zsp_operator.handlers.common import controller_of
+from zsp_operator.webhook_tls import self_signed
+
+log = logging.getLogger(__name__)
+
+
+def configure(settings: kopf.OperatorSettings, memo: Any) -> None:
+    """Our finalizer, our annotation prefix, and where the admission webhooks are served."""
+    settings.persistence.finalizer = c.FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.KOPF_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=c.KOPF_PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.networking.error_backoffs = [0.1, 0.5, 1, 2, 5, 10]
+    ours = memo.settings
+    if ours.dev:
+        # A local control plane reaches us on loopback; kopf registers both configurations.
+        directory = Path(tempfile.mkdtemp(prefix="zsp-webhook-"))
+        cert, key, pem = self_signed(directory)
+        settings.admission.server = kopf.WebhookServer(
+            addr="127.0.0.1",
+            port=ours.webhook_port or None,
+            host="127.0.0.1",
+            certfile=str(cert),
+            pkeyfile=str(key),
+            cadata=pem,
+        )
+        settings.admission.managed = c.GROUP
+    elif ours.webhook_cert_dir:
+        # In a cluster the chart owns the configurations (pointing at the Service).
+        directory = Path(ours.webhook_cert_dir)
+        settings.admission.server = kopf.WebhookServer(
+            addr="0.0.0.0",  # noqa: S104 - the Service routes to the pod's address
+            port=ours.webhook_port,
+            certfile=str(directory / "tls.crt"),
+            pkeyfile=str(directory / "tls.key"),
+        )
+    else:
+        log.warning(
+            "admission webhooks are not served (no --dev, no --webhook-cert-dir): requests "
+            "will be denied for lack of an authenticated requester"
+        )
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    @kopf.on.startup(registry=registry)
+    async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+        configure(settings, memo)
+        await controller_of(memo).start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop(memo: Any, **_: Any) -> None:
+        await controller_of(memo).stop()
+
+    @kopf.on.login(registry=registry)
+    def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
+        conn = controller_of(memo).kube.connection
+        return kopf.ConnectionInfo(
+            server=conn.server,
+            ca_path=conn.ca_path,
+            insecure=conn.insecure,
+            token=conn.token,
+            certificate_path=conn.cert_path,
+            private_key_path=conn.key_path,
+        )
