@@ -114,9 +114,7 @@ KINDS: tuple[Kind, ...] = (
         singular="accesspolicy",
         short_name="ap",
         scope="Cluster",
-        description=(
-            "AccessPolicy says who may ask for which privilege, for whom, where and for how long."
-        ),
+        description="AccessPolicy says who may ask for which privilege, for whom, where and for how long.",
         columns=(
             Column("Break-Glass", ".spec.breakGlass", "boolean", "no approval, short TTL"),
             Column("Approvals", ".spec.approval.required", "integer", "approvals required"),
@@ -202,9 +200,7 @@ class _WithFactoryDefaults(GenerateJsonSchema):
 
 def model_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's JSON schema as stored on the wire (serialization mode: `15m`, not `PT15M`)."""
-    return model.model_json_schema(
-        by_alias=True, mode="serialization", schema_generator=_WithFactoryDefaults
-    )
+    return model.model_json_schema(by_alias=True, mode="serialization", schema_generator=_WithFactoryDefaults)
 
 
 class StructuralError(ValueError):

@@ -1,8 +1,8 @@
 """`zsp crds`: print, write or check the CRD manifests generated from the models.
 
-    zsp crds                 # all three CRDs to stdout, ready for `kubectl apply -f -`
-    zsp crds --out crds      # (re)write crds/<plural>.zsp.dev.yaml
-    zsp crds --check crds    # exit 1 and list the files that differ from the generator
+- `zsp crds`: all three CRDs to stdout, ready for `kubectl apply -f -`;
+- `zsp crds --out crds`: (re)write `crds/<plural>.zsp.dev.yaml`;
+- `zsp crds --check crds`: exit 1 and list the files that differ from the generator.
 """
 
 from __future__ import annotations
