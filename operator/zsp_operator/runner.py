@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import AsyncIterator
 from typing import IO, Any
@@ -18,10 +19,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zsp_operator.config import Settings
 from zsp_operator.controller import Clock, Controller, utcnow
+from zsp_operator.core.constants import GROUP
 from zsp_operator.handlers import build_registry
-from zsp_operator.kube import Kube
+from zsp_operator.kube import Kube, KubeError
+from zsp_operator.kube.resources import MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS
 from zsp_operator.observe import AuditLog, Metrics, Observer
 
+log = logging.getLogger(__name__)
 StopFlag = asyncio.Event | asyncio.Future[Any] | threading.Event
 
 
@@ -91,5 +95,17 @@ async def run_operator(
                 ready_flag=ready_flag,
             )
     finally:
+        if settings.dev:
+            await remove_dev_webhooks(controller.kube)
         if owned:
             await controller.kube.close()
+
+
+async def remove_dev_webhooks(kube: Kube) -> None:
+    """`--dev` registered webhooks pointing at this process; with failurePolicy Fail they
+    would block every AccessRequest once it exits, so they leave with it."""
+    for res in (MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS):
+        try:
+            await kube.delete(res, GROUP)
+        except KubeError as err:
+            log.warning("could not remove %s %s: %s", res.kind, GROUP, err)

@@ -149,9 +149,13 @@ class Kube:
             item.setdefault("kind", res.kind)
         return items
 
-    async def create(self, res: Resource, body: Body, namespace: str | None = None) -> Body:
+    async def create(
+        self, res: Resource, body: Body, namespace: str | None = None, *, dry_run: bool = False
+    ) -> Body:
+        """Create; `dry_run` runs validation and admission without storing anything."""
         ns = namespace or body.get("metadata", {}).get("namespace")
-        result: Body = await self._call("POST", res.path(ns), body=body)
+        query = {"dryRun": "All"} if dry_run else None
+        result: Body = await self._call("POST", res.path(ns), body=body, query=query)
         return result
 
     async def post(self, res: Resource, name: str, sub: str, body: Body, namespace: str | None) -> Body:

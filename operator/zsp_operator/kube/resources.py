@@ -47,6 +47,20 @@ CLUSTER_ROLE_BINDINGS = Resource(
 SELF_SUBJECT_ACCESS_REVIEWS = Resource(
     "authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False
 )
+MUTATING_WEBHOOKS = Resource(
+    "admissionregistration.k8s.io",
+    "v1",
+    "mutatingwebhookconfigurations",
+    "MutatingWebhookConfiguration",
+    False,
+)
+VALIDATING_WEBHOOKS = Resource(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingwebhookconfigurations",
+    "ValidatingWebhookConfiguration",
+    False,
+)
 ACCESS_POLICIES = Resource(c.GROUP, c.VERSION, c.PLURAL_POLICY, c.KIND_POLICY, namespaced=False)
 ACCESS_REQUESTS = Resource(c.GROUP, c.VERSION, c.PLURAL_REQUEST, c.KIND_REQUEST)
 TASK_GRANTS = Resource(c.GROUP, c.VERSION, c.PLURAL_GRANT, c.KIND_GRANT)

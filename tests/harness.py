@@ -1,0 +1,223 @@
+"""Run the real operator against a test cluster, and the small steps stories are made of.
+
+The operator runs in the test's own event loop with `--dev` webhooks on 127.0.0.1, so
+the API server (in-memory or real) calls it exactly as it would in a cluster. Every check
+of authorisation is made with the issued identity's own token, never as admin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tiers import Cluster
+
+from zsp_operator.config import Settings
+from zsp_operator.controller import Controller
+from zsp_operator.core import constants as c
+from zsp_operator.kube import Kube, KubeError, Unauthorized
+from zsp_operator.kube.resources import (
+    ACCESS_POLICIES,
+    ACCESS_REQUESTS,
+    NAMESPACES,
+    ROLE_BINDINGS,
+    ROLES,
+    SECRETS,
+    SELF_SUBJECT_ACCESS_REVIEWS,
+    SERVICE_ACCOUNTS,
+    TASK_GRANTS,
+    Resource,
+)
+from zsp_operator.runner import build_controller, run_operator
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+PIPELINE = "system:serviceaccount:ci:pipeline"
+
+
+@dataclass
+class Operator:
+    controller: Controller
+    kube: Kube
+    audit: io.StringIO
+
+    def audit_records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.audit.getvalue().splitlines() if line.strip()]
+
+
+@contextlib.asynccontextmanager
+async def running_operator(
+    cluster: Cluster,
+    *,
+    wrap: Callable[[Kube], Kube] | None = None,
+    **overrides: Any,
+) -> AsyncIterator[Operator]:
+    """Start the operator (webhooks included) and stop it cleanly afterwards."""
+    settings = Settings(
+        dev=True, webhook_port=0, metrics_port=0, health_port=0, standalone=True, **overrides
+    )
+    kube = await Kube.from_dict(cluster.kubeconfig())
+    if wrap is not None:
+        kube = wrap(kube)
+    audit = io.StringIO()
+    controller = build_controller(kube, settings, audit_stream=audit)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_operator(settings, controller=controller, stop_flag=stop))
+    try:
+        await _wait_for_webhooks(kube, task)
+        yield Operator(controller, kube, audit)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+        await kube.close()
+
+
+async def _wait_for_webhooks(kube: Kube, task: asyncio.Task[None], within: float = 30) -> None:
+    """Ready when a dry-run AccessRequest comes back stamped with its requester."""
+    probe = {
+        "apiVersion": c.API_VERSION,
+        "kind": c.KIND_REQUEST,
+        "metadata": {"name": f"probe-{uuid.uuid4().hex[:6]}", "namespace": "default"},
+        "spec": {"grantee": {"ephemeral": {}}, "permission": "probe", "reason": "readiness probe"},
+    }
+    deadline = time.monotonic() + within
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if task.done():
+            task.result()  # raises what stopped the operator
+            raise RuntimeError("the operator exited before it was ready")
+        try:
+            created = await kube.create(ACCESS_REQUESTS, probe, dry_run=True)
+            if c.ANNOTATION_REQUESTER in (created["metadata"].get("annotations") or {}):
+                return
+        except KubeError as err:
+            last = err
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"webhooks not serving after {within}s: {last}")
+
+
+# --- manifests ------------------------------------------------------------------------------
+
+
+def example(name: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all((EXAMPLES / name).read_text()) if doc]
+
+
+def renamed_namespaces(docs: Iterable[dict[str, Any]], suffix: str) -> list[dict[str, Any]]:
+    """Give a story its own namespaces (`ci` -> `ci-<suffix>`), so stories never share state."""
+    text = json.dumps(list(docs))
+    for ns in ("payments-staging", "ci"):
+        text = text.replace(f'"{ns}"', f'"{ns}-{suffix}"').replace(f":{ns}:", f":{ns}-{suffix}:")
+    result: list[dict[str, Any]] = json.loads(text)
+    return result
+
+
+RESOURCES = {r.kind: r for r in (NAMESPACES, SERVICE_ACCOUNTS, SECRETS, ROLES, ROLE_BINDINGS, ACCESS_POLICIES, ACCESS_REQUESTS, TASK_GRANTS)}
+
+
+async def apply(kube: Kube, docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    created = []
+    for doc in docs:
+        res = RESOURCES.get(doc["kind"])
+        if res is None:
+            raise KeyError(f"no resource known for kind {doc['kind']}")
+        created.append(await kube.create(res, doc))
+    return created
+
+
+# --- waiting and checking -------------------------------------------------------------------
+
+
+async def eventually(check: Callable[[], Any], *, within: float = 10, every: float = 0.05) -> Any:
+    """Await `check()` until it returns something truthy; return it, or fail with the last value."""
+    deadline = time.monotonic() + within
+    value: Any = None
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s (last value: {value!r})")
+        await asyncio.sleep(every)
+
+
+async def phase_of(kube: Kube, namespace: str, name: str) -> str | None:
+    body = await kube.get(ACCESS_REQUESTS, name, namespace)
+    return ((body or {}).get("status") or {}).get("phase")
+
+
+async def wait_for_phase(kube: Kube, namespace: str, name: str, *phases: str, within: float = 15) -> dict[str, Any]:
+    async def reached() -> dict[str, Any] | None:
+        body = await kube.get(ACCESS_REQUESTS, name, namespace)
+        phase = ((body or {}).get("status") or {}).get("phase")
+        return body if phase in phases else None
+
+    try:
+        result: dict[str, Any] = await eventually(reached, within=within)
+    except AssertionError:
+        body = await kube.get(ACCESS_REQUESTS, name, namespace)
+        raise AssertionError(f"{namespace}/{name} never reached {phases}; status: {(body or {}).get('status')}") from None
+    return result
+
+
+async def token_for(kube: Kube, namespace: str, name: str, seconds: int = 600) -> str:
+    """A fresh token for an existing ServiceAccount (the grantee's own credentials)."""
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": seconds}}
+    result = await kube.post(SERVICE_ACCOUNTS, name, "token", body, namespace)
+    token: str = result["status"]["token"]
+    return token
+
+
+async def can(cluster: Cluster, token: str, verb: str, resource: str, namespace: str, group: str = "") -> bool | None:
+    """Ask the API server, *as the bearer of `token`*, whether it may do this.
+
+    None means the token no longer authenticates at all (its identity is gone).
+    """
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": resource, "namespace": namespace}},
+    }
+    async with await Kube.from_dict(cluster.kubeconfig(token)) as as_grantee:
+        try:
+            result = await as_grantee.create(SELF_SUBJECT_ACCESS_REVIEWS, review)
+        except Unauthorized:
+            return None
+    return bool(result["status"].get("allowed"))
+
+
+async def managed_objects(kube: Kube, namespaces: Iterable[str]) -> list[str]:
+    """Everything the operator made that still exists in these namespaces (`Kind ns/name`)."""
+    found = []
+    for namespace in namespaces:
+        for res in (ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, SECRETS, TASK_GRANTS):
+            for obj in await kube.list(res, namespace, label_selector=f"{c.LABEL_MANAGED_BY}={c.OPERATOR_NAME}"):
+                found.append(f"{res.kind} {namespace}/{obj['metadata']['name']}")
+    return found
+
+
+async def as_user(cluster: Cluster, token: str) -> Kube:
+    return await Kube.from_dict(cluster.kubeconfig(token))
+
+
+def lag_seconds(record: dict[str, Any]) -> float:
+    return float(record["status"]["revocationLagSeconds"])
+
+
+def short(seconds: float) -> str:
+    return f"{int(timedelta(seconds=seconds).total_seconds())}s"
+
+
+def resource(kind: str) -> Resource:
+    return RESOURCES[kind]
