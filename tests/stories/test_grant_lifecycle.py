@@ -1,0 +1,372 @@
+"""Grant lifecycle stories against an API server (every tier), with the real operator.
+
+Covered: bind mode end to end, checked with the grantee's own token before and after;
+ephemeral mode with a delivered kubeconfig that works and then stops authenticating;
+expiry within a second of expiresAt; `done`, taskRef Job completion, request deletion,
+policy deletion, namespace relabel and grantee deletion each revoke; a failure injected at
+each issuance step leaves nothing behind; restart revokes what expired and re-arms the
+rest; orphans with our labels are removed at start; a terminal request re-applied never
+grants again; the requester comes from the token that created the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from datetime import datetime
+from typing import Any
+
+import pytest
+import yaml
+
+from harness import (
+    can,
+    eventually,
+    managed_objects,
+    running_operator,
+    token_for,
+    wait_for_phase,
+)
+from tiers import Cluster
+from world import World, world
+from zsp_operator.core import constants as c
+from zsp_operator.kube import Invalid, Kube, KubeError
+from zsp_operator.kube.resources import (
+    ACCESS_POLICIES,
+    ACCESS_REQUESTS,
+    JOBS,
+    NAMESPACES,
+    ROLE_BINDINGS,
+    SECRETS,
+    SERVICE_ACCOUNTS,
+    TASK_GRANTS,
+    Resource,
+)
+
+
+async def file_request(w: World, body: dict[str, Any]) -> dict[str, Any]:
+    """Create the request as the pipeline itself, so the webhook records it as requester."""
+    token = await token_for(w.admin, w.ci, "pipeline")
+    async with await Kube.from_dict(w.cluster.kubeconfig(token)) as pipeline:
+        return await pipeline.create(ACCESS_REQUESTS, body)
+
+
+async def deployer_can_patch(w: World, token: str) -> bool | None:
+    return await can(w.cluster, token, "patch", "deployments", w.target, group="apps")
+
+
+def when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def test_bind_mode_grant_works_until_done(cluster: Cluster) -> None:
+    async with world(cluster) as w, running_operator(cluster) as op:
+        deployer = await token_for(w.admin, w.ci, "deployer")
+        assert await deployer_can_patch(w, deployer) is False, "no standing privilege before the request"
+
+        await file_request(w, w.request("deploy-1", ttl="10m"))
+        active = await wait_for_phase(w.admin, w.target, "deploy-1", "Active")
+        status = active["status"]
+        assert status["requester"]["username"] == w.pipeline_user
+        assert status["policy"] == w.policy
+        assert status["identity"] == {"namespace": w.ci, "name": "deployer"}
+        grant = await w.admin.get(TASK_GRANTS, "deploy-1", w.target)
+        assert grant is not None
+        assert grant["metadata"]["ownerReferences"][0]["uid"] == active["metadata"]["uid"]
+        assert await deployer_can_patch(w, deployer) is True, "the grantee's own token is now allowed"
+        assert await can(cluster, deployer, "delete", "deployments", w.target, group="apps") is False
+
+        await w.admin.patch(ACCESS_REQUESTS, "deploy-1", {"spec": {"done": True}}, w.target)
+        done = await wait_for_phase(w.admin, w.target, "deploy-1", "Completed")
+        assert done["status"]["revokedAt"]
+        assert await eventually(lambda: _refused(w, deployer)), "refused once revoked"
+        assert await managed_objects(w.admin, [w.target, w.ci]) == []
+        events = [r["event"] for r in op.audit_records() if r.get("request", {}).get("name") == "deploy-1"]
+        assert events == ["requested", "decided", "issued", "revoked"]
+
+
+async def _refused(w: World, token: str) -> bool:
+    return await deployer_can_patch(w, token) is False
+
+
+async def test_ephemeral_grant_delivers_a_kubeconfig_that_dies_at_expiry(cluster: Cluster) -> None:
+    async with world(cluster) as w, running_operator(cluster) as op:
+        await file_request(w, w.request("eph-1", ephemeral=True, ttl="4s"))
+        active = await wait_for_phase(w.admin, w.target, "eph-1", "Active")
+        identity = active["status"]["identity"]
+        assert identity["namespace"] == w.target
+        assert identity["name"].startswith("zsp-eph-1-")
+
+        secret = await w.admin.get(SECRETS, "eph-1-kubeconfig", w.ci)
+        assert secret is not None
+        config = yaml.safe_load(base64.b64decode(secret["data"][c.DELIVERY_KEY]))
+        token = config["users"][0]["user"]["token"]
+        assert config["contexts"][0]["context"]["namespace"] == w.target
+        assert await deployer_can_patch(w, token) is True, "the delivered kubeconfig's token works"
+        grant = await w.admin.get(TASK_GRANTS, "eph-1", w.target)
+        assert grant is not None
+        assert active["status"]["tokenCredentialId"] == grant["status"]["tokenCredentialId"]
+        assert active["status"]["tokenCredentialId"], "the token's jti is recorded"
+
+        expired = await wait_for_phase(w.admin, w.target, "eph-1", "Expired", within=10)
+        lag = (when(expired["status"]["revokedAt"]) - when(expired["status"]["expiresAt"])).total_seconds()
+        assert lag < 1.0, f"revoked {lag:.3f}s after expiresAt"
+        assert expired["status"]["revocationLagSeconds"] < 1.0
+        assert await can(cluster, token, "patch", "deployments", w.target, group="apps") in (None, False)
+        assert await eventually(lambda: _gone(w.admin, SERVICE_ACCOUNTS, identity["name"], w.target))
+        assert await managed_objects(w.admin, [w.target, w.ci]) == []
+        assert "token" not in op.audit.getvalue().lower().replace("tokencredentialid", "")
+
+
+async def _gone(kube: Kube, res: Resource, name: str, namespace: str) -> bool:
+    return await kube.get(res, name, namespace) is None
+
+
+async def test_taskref_job_completion_revokes(cluster: Cluster) -> None:
+    async with world(cluster) as w, running_operator(cluster):
+        job = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "deploy-job", "namespace": w.ci},
+            "spec": {
+                "template": {
+                    "spec": {"restartPolicy": "Never", "containers": [{"name": "deploy", "image": "busybox"}]}
+                }
+            },
+        }
+        await w.admin.create(JOBS, job)
+        task_ref = {"apiVersion": "batch/v1", "kind": "Job", "namespace": w.ci, "name": "deploy-job"}
+        await file_request(w, w.request("job-1", taskRef=task_ref))
+        await wait_for_phase(w.admin, w.target, "job-1", "Active")
+        now = datetime.now().astimezone().isoformat()
+        status = {
+            "status": {"conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": now}]}
+        }
+        await w.admin.patch(JOBS, "deploy-job", status, w.ci, status=True)
+        done = await wait_for_phase(w.admin, w.target, "job-1", "Completed")
+        assert "deploy-job" in done["status"]["endReason"]
+
+
+@pytest.mark.parametrize(
+    "end", ["request-deleted", "policy-deleted", "namespace-relabelled", "grantee-deleted"]
+)
+async def test_drift_revokes_the_grant(cluster: Cluster, end: str) -> None:
+    async with world(cluster) as w, running_operator(cluster):
+        deployer = await token_for(w.admin, w.ci, "deployer")
+        await file_request(w, w.request("drift-1"))
+        await wait_for_phase(w.admin, w.target, "drift-1", "Active")
+        assert await deployer_can_patch(w, deployer) is True
+        if end == "request-deleted":
+            await w.admin.delete(ACCESS_REQUESTS, "drift-1", w.target)
+        elif end == "policy-deleted":
+            await w.admin.delete(ACCESS_POLICIES, w.policy)
+        elif end == "namespace-relabelled":
+            await w.admin.patch(
+                NAMESPACES, w.target, {"metadata": {"labels": {"zsp.dev/story": "elsewhere"}}}
+            )
+        else:
+            await w.admin.delete(SERVICE_ACCOUNTS, "deployer", w.ci)
+        assert await eventually(lambda: _binding_count(w) == 0)
+        assert await eventually(lambda: _gone(w.admin, TASK_GRANTS, "drift-1", w.target))
+        if end != "request-deleted":
+            revoked = await wait_for_phase(w.admin, w.target, "drift-1", "Revoked")
+            assert revoked["status"]["endReason"]
+        if end != "grantee-deleted":
+            assert await eventually(lambda: _refused(w, deployer))
+
+
+async def _binding_count(w: World) -> int:
+    return len(
+        await w.admin.list(ROLE_BINDINGS, w.target, label_selector=f"{c.LABEL_MANAGED_BY}={c.OPERATOR_NAME}")
+    )
+
+
+class FailingKube(Kube):
+    """The operator's client, but one kind of write fails once: an injected issuance fault."""
+
+    def __init__(self, inner: Kube, kind: str, verb: str) -> None:
+        super().__init__(inner.api)
+        self.kind, self.verb, self.failed = kind, verb, False
+
+    def _maybe_fail(self, verb: str, res: Resource) -> None:
+        if not self.failed and verb == self.verb and res.kind == self.kind:
+            self.failed = True
+            raise KubeError(500, "InternalError", f"injected failure: {verb} {res.kind}")
+
+    async def create(
+        self, res: Resource, body: dict[str, Any], namespace: str | None = None, *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        if not dry_run:
+            self._maybe_fail("create", res)
+        return await super().create(res, body, namespace, dry_run=dry_run)
+
+    async def post(
+        self, res: Resource, name: str, sub: str, body: dict[str, Any], namespace: str | None
+    ) -> dict[str, Any]:
+        self._maybe_fail(f"create/{sub}", res)
+        return await super().post(res, name, sub, body, namespace)
+
+    async def patch(
+        self, res: Resource, name: str, patch: Any, namespace: str | None = None, *, status: bool = False
+    ) -> dict[str, Any]:
+        if status and res.kind == c.KIND_GRANT:
+            self._maybe_fail("patch/status", res)
+        return await super().patch(res, name, patch, namespace, status=status)
+
+
+ISSUANCE_STEPS = [
+    pytest.param("TaskGrant", "create", False, id="taskgrant"),
+    pytest.param("ServiceAccount", "create", True, id="serviceaccount"),
+    pytest.param("Role", "create", True, id="role"),
+    pytest.param("RoleBinding", "create", True, id="rolebinding"),
+    pytest.param("ServiceAccount", "create/token", True, id="tokenrequest"),
+    pytest.param("Secret", "create", True, id="delivery-secret"),
+    pytest.param("TaskGrant", "patch/status", True, id="grant-status"),
+]
+
+
+@pytest.mark.parametrize(("kind", "verb", "ephemeral"), ISSUANCE_STEPS)
+async def test_a_failure_at_any_issuance_step_leaves_nothing(
+    cluster: Cluster, kind: str, verb: str, ephemeral: bool
+) -> None:
+    faulty: list[FailingKube] = []
+
+    def wrap(kube: Kube) -> Kube:
+        faulty.append(FailingKube(kube, kind, verb))
+        return faulty[0]
+
+    async with world(cluster) as w, running_operator(cluster, wrap=wrap):
+        await file_request(w, w.request("fail-1", ephemeral=ephemeral))
+        failed = await wait_for_phase(w.admin, w.target, "fail-1", "Failed")
+        assert faulty[0].failed, "the fault was injected"
+        assert "injected failure" in failed["status"]["endReason"]
+        assert await eventually(lambda: _nothing_left(w))
+        assert await w.admin.get(SECRETS, "fail-1-kubeconfig", w.ci) is None
+
+
+async def _nothing_left(w: World) -> bool:
+    return (
+        await managed_objects(w.admin, [w.target, w.ci]) == []
+        and await w.admin.get(TASK_GRANTS, "fail-1", w.target) is None
+    )
+
+
+async def test_restart_revokes_what_expired_and_rearms_the_rest(cluster: Cluster) -> None:
+    async with world(cluster) as w:
+        async with running_operator(cluster):
+            await file_request(w, w.request("short", ttl="2s"))
+            await file_request(
+                w,
+                w.request(
+                    "long",
+                    ttl="6s",
+                    grantee={"ephemeral": {}},
+                    delivery={"namespace": w.ci, "secretName": "long-kc"},
+                ),
+            )
+            await wait_for_phase(w.admin, w.target, "short", "Active")
+            await wait_for_phase(w.admin, w.target, "long", "Active")
+        # The operator is down; the short grant's TTL passes meanwhile.
+        await asyncio.sleep(2.5)
+        assert await w.admin.get(TASK_GRANTS, "short", w.target) is not None, (
+            "nothing revokes while it is down"
+        )
+        async with running_operator(cluster) as op:
+            expired = await wait_for_phase(w.admin, w.target, "short", "Expired", within=5)
+            assert "not running" in expired["status"]["endReason"]
+            assert await phase_of_request(w, "long") == "Active"
+            assert op.controller.expiry.deadline(await _grant_uid(w, "long")) is not None, "re-armed"
+            await wait_for_phase(w.admin, w.target, "long", "Expired", within=8)
+            assert await managed_objects(w.admin, [w.target, w.ci]) == []
+
+
+async def phase_of_request(w: World, name: str) -> str | None:
+    body = await w.admin.get(ACCESS_REQUESTS, name, w.target)
+    return ((body or {}).get("status") or {}).get("phase")
+
+
+async def _grant_uid(w: World, name: str) -> str:
+    grant = await w.admin.get(TASK_GRANTS, name, w.target)
+    assert grant is not None
+    return str(grant["metadata"]["uid"])
+
+
+async def test_objects_left_by_a_vanished_grant_are_removed_at_start(cluster: Cluster) -> None:
+    async with world(cluster) as w:
+        orphan = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {
+                "name": "zsp-leftover",
+                "namespace": w.target,
+                "labels": {c.LABEL_MANAGED_BY: c.OPERATOR_NAME, c.LABEL_GRANT_UID: "00000000-dead"},
+            },
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "ServiceAccount", "namespace": w.ci, "name": "deployer"}],
+        }
+        await w.admin.create(ROLE_BINDINGS, orphan)
+        async with running_operator(cluster):
+            assert await eventually(lambda: _gone(w.admin, ROLE_BINDINGS, "zsp-leftover", w.target))
+
+
+async def test_a_terminal_request_reapplied_never_grants_again(cluster: Cluster) -> None:
+    async with world(cluster) as w, running_operator(cluster) as op:
+        await file_request(w, w.request("once", ttl="2s"))
+        await wait_for_phase(w.admin, w.target, "once", "Active")
+        expired = await wait_for_phase(w.admin, w.target, "once", "Expired", within=6)
+        # A GitOps controller re-applies the same manifest (an update with no real change),
+        # then someone edits it; neither brings privilege back.
+        body = dict(expired)
+        body["metadata"] = dict(body["metadata"], labels={"argocd.argoproj.io/instance": "payments"})
+        await w.admin.replace(ACCESS_REQUESTS, body)
+        with pytest.raises(KubeError) as refused:
+            await w.admin.patch(ACCESS_REQUESTS, "once", {"spec": {"ttl": "5m"}}, w.target)
+        assert "only spec.done may change" in refused.value.message
+        await asyncio.sleep(1.0)
+        assert await phase_of_request(w, "once") == "Expired"
+        assert await w.admin.get(TASK_GRANTS, "once", w.target) is None
+        assert [r["event"] for r in op.audit_records() if r.get("request", {}).get("name") == "once"].count(
+            "issued"
+        ) == 1
+
+
+async def test_a_request_no_policy_allows_is_denied_with_the_field_named(cluster: Cluster) -> None:
+    async with world(cluster) as w, running_operator(cluster):
+        await file_request(w, w.request("nope", permission="delete-everything"))
+        denied = await wait_for_phase(w.admin, w.target, "nope", "Denied")
+        reason = denied["status"]["decision"]["reason"]
+        assert w.policy in reason, "names the closest policy"
+        assert "spec.permission" in reason
+        assert await w.admin.get(TASK_GRANTS, "nope", w.target) is None
+
+
+async def test_admission_refuses_a_ttl_above_the_named_policys_maximum(cluster: Cluster) -> None:
+    async with world(cluster) as w, running_operator(cluster):
+        with pytest.raises(KubeError) as refused:
+            await file_request(w, w.request("greedy", ttl="3h", policy=w.policy))
+        assert "spec.ttl" in refused.value.message
+        assert "1h" in refused.value.message
+
+
+async def test_the_requester_is_the_token_that_created_it_not_what_it_says(cluster: Cluster) -> None:
+    async with world(cluster) as w, running_operator(cluster):
+        forged = w.request("forged")
+        forged["metadata"]["annotations"] = {
+            c.ANNOTATION_REQUESTER: '{"username": "system:serviceaccount:kube-system:admin"}'
+        }
+        with pytest.raises(KubeError) as refused:
+            await file_request(w, forged)
+        assert c.ANNOTATION_REQUESTER in refused.value.message
+        # Created as an admin who is not a listed requester: the stamp says so, and it is denied.
+        await w.admin.create(ACCESS_REQUESTS, w.request("by-admin"))
+        denied = await wait_for_phase(w.admin, w.target, "by-admin", "Denied")
+        assert denied["status"]["requester"]["username"] != w.pipeline_user
+        assert "requester" in denied["status"]["decision"]["reason"]
+
+
+async def test_a_malformed_request_is_refused_by_the_api_with_the_field(cluster: Cluster) -> None:
+    async with world(cluster) as w, running_operator(cluster):
+        bad = w.request("blank", reason="   ")
+        with pytest.raises((Invalid, KubeError)) as refused:
+            await file_request(w, bad)
+        assert "reason" in refused.value.message
