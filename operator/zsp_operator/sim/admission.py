@@ -1,0 +1,229 @@
+"""Dynamic admission: calls Mutating- then ValidatingWebhookConfigurations before a write.
+
+Matching honours rules (operations, apiGroups, apiVersions, resources with `*`,
+`*/*`, `r/*`, `*/sub` and `r/sub` forms, scope), namespaceSelector and objectSelector.
+Not implemented: matchConditions (ignored: every matching webhook is called),
+matchPolicy Equivalent (only the exact group/version matches), reinvocationPolicy,
+parallel calls to validating webhooks. Only `clientConfig.url` is reachable; a
+`service` reference cannot be resolved here and counts as a failed call, so
+`failurePolicy` decides.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from zsp_operator.sim.auth import UserInfo
+from zsp_operator.sim.errors import ApiError, internal
+from zsp_operator.sim.patch import PatchError, json_patch
+from zsp_operator.sim.resources import ResourceType
+from zsp_operator.sim.selectors import label_selector_object_matches
+from zsp_operator.sim.store import Store
+
+ADMISSION_GROUP = "admissionregistration.k8s.io"
+DEFAULT_TIMEOUT_SECONDS = 10
+# The API server never sends its own webhook configurations to webhooks (no lock-out).
+_EXEMPT = {"mutatingwebhookconfigurations", "validatingwebhookconfigurations"}
+
+
+@dataclass
+class AdmissionRequest:
+    rtype: ResourceType
+    operation: str  # CREATE, UPDATE, DELETE
+    name: str
+    namespace: str
+    user: UserInfo
+    obj: dict[str, Any] | None
+    old: dict[str, Any] | None
+    subresource: str = ""
+    dry_run: bool = False
+    kind: dict[str, str] = field(default_factory=dict)  # set when the body is another kind
+
+    def review(self) -> dict[str, Any]:
+        rtype = self.rtype
+        kind = self.kind or {"group": rtype.group, "version": rtype.version, "kind": rtype.kind}
+        resource = {"group": rtype.group, "version": rtype.version, "resource": rtype.plural}
+        options_kind = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions", "DELETE": "DeleteOptions"}
+        request: dict[str, Any] = {
+            "uid": str(uuid.uuid4()),
+            "kind": kind,
+            "resource": resource,
+            "requestKind": kind,
+            "requestResource": resource,
+            "name": self.name,
+            "operation": self.operation,
+            "userInfo": self.user.to_wire(),
+            "object": self.obj,
+            "oldObject": self.old,
+            "dryRun": self.dry_run,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": options_kind[self.operation]},
+        }
+        if self.subresource:
+            request["subResource"] = self.subresource
+        if self.namespace:
+            request["namespace"] = self.namespace
+        return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+
+
+def _resource_matches(patterns: list[str], plural: str, subresource: str) -> bool:
+    for pattern in patterns:
+        resource, _, sub = pattern.partition("/")
+        if resource not in ("*", plural):
+            continue
+        if (sub == "*") or (sub == subresource):
+            return True
+    return False
+
+
+def rule_matches(rule: dict[str, Any], request: AdmissionRequest) -> bool:
+    rtype = request.rtype
+    if not ({"*", request.operation} & set(rule.get("operations") or [])):
+        return False
+    if not ({"*", rtype.group} & set(rule.get("apiGroups") or [])):
+        return False
+    if not ({"*", rtype.version} & set(rule.get("apiVersions") or [])):
+        return False
+    if not _resource_matches(rule.get("resources") or [], rtype.plural, request.subresource):
+        return False
+    scope = rule.get("scope") or "*"
+    namespaced = rtype.namespaced and rtype.plural != "namespaces"
+    return scope == "*" or scope == ("Namespaced" if namespaced else "Cluster")
+
+
+class Admission:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _matching(self, plural: str, request: AdmissionRequest) -> list[dict[str, Any]]:
+        if request.rtype.group == ADMISSION_GROUP and request.rtype.plural in _EXEMPT:
+            return []
+        hooks = []
+        for config in self._store.list((ADMISSION_GROUP, plural)):
+            for hook in config.get("webhooks") or []:
+                if self._applies(hook, request):
+                    hooks.append(hook)
+        return hooks
+
+    def _applies(self, hook: dict[str, Any], request: AdmissionRequest) -> bool:
+        if not any(rule_matches(rule, request) for rule in hook.get("rules") or []):
+            return False
+        if not self._namespace_matches(hook.get("namespaceSelector"), request):
+            return False
+        selector = hook.get("objectSelector")
+        candidates = [o for o in (request.obj, request.old) if o is not None]
+        return (
+            any(
+                label_selector_object_matches(selector, (o.get("metadata") or {}).get("labels"))
+                for o in candidates
+            )
+            if candidates
+            else True
+        )
+
+    def _namespace_matches(self, selector: dict[str, Any] | None, request: AdmissionRequest) -> bool:
+        if request.rtype.plural == "namespaces" and request.rtype.group == "":
+            target = request.obj or request.old or {}
+        elif request.namespace:
+            target = self._store.get(("", "namespaces"), "", request.namespace) or {}
+        else:
+            return True  # cluster-scoped objects are not filtered by namespaceSelector
+        return label_selector_object_matches(selector, (target.get("metadata") or {}).get("labels"))
+
+    async def mutate(self, request: AdmissionRequest) -> dict[str, Any] | None:
+        """Run matching mutating webhooks in name order; return the (patched) object."""
+        for hook in self._matching("mutatingwebhookconfigurations", request):
+            response = await self._call(hook, request)
+            if response is None or not response.get("patch"):
+                continue
+            try:
+                operations = json.loads(base64.b64decode(response["patch"]))
+                request.obj = json_patch(request.obj, operations)
+            except (ValueError, PatchError) as error:
+                raise internal(f'failed calling webhook "{hook["name"]}": JSONPatch: {error}') from error
+        return request.obj
+
+    async def validate(self, request: AdmissionRequest) -> None:
+        for hook in self._matching("validatingwebhookconfigurations", request):
+            await self._call(hook, request)
+
+    async def _call(self, hook: dict[str, Any], request: AdmissionRequest) -> dict[str, Any] | None:
+        """The webhook's `response`; None when a failure is ignored; raises on denial."""
+        name = hook.get("name", "")
+        review = request.review()
+        try:
+            response = await self._post(hook, review)
+            if response.get("uid") != review["request"]["uid"]:
+                raise WebhookCallError(
+                    f'expected response.uid="{review["request"]["uid"]}", got "{response.get("uid")}"'
+                )
+        except WebhookCallError as error:
+            if hook.get("failurePolicy", "Fail") == "Ignore":
+                return None
+            raise internal(f'failed calling webhook "{name}": {error}') from error
+        if not response.get("allowed"):
+            raise denial(name, response.get("status") or {})
+        return response
+
+    async def _post(self, hook: dict[str, Any], review: dict[str, Any]) -> dict[str, Any]:
+        config = hook.get("clientConfig") or {}
+        url = config.get("url")
+        if not url:
+            raise WebhookCallError(
+                "failed to call webhook: service references are not reachable from the in-memory API server"
+            )
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        timeout = aiohttp.ClientTimeout(total=hook.get("timeoutSeconds") or DEFAULT_TIMEOUT_SECONDS)
+        try:
+            async with self._session.post(
+                url, json=review, ssl=_ssl_context(config.get("caBundle")), timeout=timeout
+            ) as reply:
+                if reply.status != 200:
+                    raise WebhookCallError(f"received invalid webhook response: status {reply.status}")
+                body = await reply.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            raise WebhookCallError(
+                f'failed to call webhook: Post "{url}": {error or type(error).__name__}'
+            ) from error
+        response = body.get("response") if isinstance(body, dict) else None
+        if not isinstance(response, dict):
+            raise WebhookCallError("received invalid webhook response: no response")
+        return response
+
+
+class WebhookCallError(Exception):
+    """The webhook could not be called or answered nonsense."""
+
+
+def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    if not ca_bundle:
+        return ssl.create_default_context()
+    return ssl.create_default_context(cadata=base64.b64decode(ca_bundle).decode("ascii"))
+
+
+def denial(name: str, result: dict[str, Any]) -> ApiError:
+    """The Status for `allowed: false`, worded like the real server's."""
+    denied_by = f'admission webhook "{name}" denied the request'
+    code = int(result.get("code") or 0)
+    if result.get("message"):
+        message = f"{denied_by}: {result['message']}"
+    elif result.get("reason"):
+        message = f"{denied_by}: {result['reason']}"
+    else:
+        message = f"{denied_by} without explanation"
+    return ApiError(
+        max(code, 400), str(result.get("reason") or ""), message, dict(result.get("details") or {})
+    )
