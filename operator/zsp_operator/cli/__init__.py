@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "run",
     "check",
     "crds",
+    "sim",
 )
 
 
