@@ -380,11 +380,19 @@ def admin_kubeconfig(server: str, ca_pem: bytes, token: str, name: str = "zsp-en
     }
 
 
-def free_port() -> int:
-    """A port nothing listens on now (the usual small race is accepted, as envtest does)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports nothing listens on now.
+
+    All sockets stay open until every port is picked, so the kernel cannot hand out one
+    twice; the small race until the servers bind them is accepted, as envtest accepts it.
+    """
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def supports_flag(binary: Path, flag: str) -> bool:
@@ -490,11 +498,12 @@ class ControlPlane:
         self.start_timeout = start_timeout
         self.keep_files = keep_files
         self.admin, self.people = static_tokens(users)
+        etcd_port, etcd_peer_port, apiserver_port = free_ports(3)
         self.layout = Layout(
             root=Path(tempfile.mkdtemp(prefix="zsp-envtest-")),
-            etcd_port=free_port(),
-            etcd_peer_port=free_port(),
-            apiserver_port=free_port(),
+            etcd_port=etcd_port,
+            etcd_peer_port=etcd_peer_port,
+            apiserver_port=apiserver_port,
         )
         self.pki = make_pki()
         self.processes: list[Process] = []

@@ -19,6 +19,7 @@ import csv
 import datetime as dt
 import http.server
 import io
+import socket
 import ssl
 import sys
 import textwrap
@@ -423,3 +424,11 @@ def test_a_failed_start_stops_what_it_started(tmp_path: Path) -> None:
     etcd = plane.processes[0]
     assert etcd.exited() is not None
     assert not plane.layout.root.exists()
+
+
+def test_free_ports_are_distinct_and_bindable() -> None:
+    ports = envtest.free_ports(5)
+    assert len(set(ports)) == 5
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port))
