@@ -202,6 +202,13 @@ CHECKS: list[Any] = [
         id="ttl-above-max",
     ),
     pytest.param({}, {"ttl": "0s"}, {}, "spec.ttl 0s is not positive", id="ttl-zero"),
+    pytest.param(
+        {"defaultTTL": "0s"},
+        {"ttl": None},
+        {},
+        'defaultTTL 0s of policy "ci-deployers" is not positive: set spec.ttl',
+        id="default-ttl-zero",
+    ),
     # approvals
     pytest.param(
         {"approval.required": 2, "approval.approvers": []},

@@ -168,7 +168,8 @@ def _fitting_requester(draw: st.DrawFn, policy: AccessPolicy) -> dict[str, Any] 
 @st.composite
 def requests(draw: st.DrawFn, pols: list[AccessPolicy]) -> AccessRequest:
     """Random requests; half of them built to fit one of the policies, so some are allowed."""
-    target = draw(st.sampled_from(pols)) if pols and draw(st.booleans()) else None
+    fit = bool(pols) and draw(st.booleans())
+    target: AccessPolicy | None = draw(st.sampled_from(pols)) if fit else None
     if target is not None:
         spec = _fitting_spec(draw, target)
         requester = _fitting_requester(draw, target)

@@ -325,10 +325,9 @@ def _headline(decision: Decision) -> str:
         kind = "break-glass policy" if decision.break_glass else "policy"
         return f'ALLOWED by {kind} "{decision.policy}"'
     if decision.outcome is Outcome.PENDING:
-        return (
-            f'PENDING by policy "{decision.policy}": '
-            f"{decision.approvals_required} approval(s) required"
-        )
+        count = decision.approvals_required
+        noun = "approval" if count == 1 else "approvals"
+        return f'PENDING under policy "{decision.policy}": needs {count} {noun}'
     closest = f' (closest policy: "{decision.policy}")' if decision.policy else ""
     return f"DENIED{closest}"
 

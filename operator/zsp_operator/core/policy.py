@@ -254,8 +254,7 @@ def _check_named_permission(inputs: _Inputs, ev: _Evaluation, wanted: str) -> No
     if permission is None:
         names = _listing([p.name for p in ev.policy.spec.permissions])
         ev.mismatches.append(
-            f'spec.permission "{wanted}" is not a permission of policy "{ev.name}": '
-            f"use one of {names}"
+            f'spec.permission "{wanted}" is not a permission of policy "{ev.name}": use one of {names}'
         )
         return
     ev.permission = wanted
@@ -294,8 +293,7 @@ def _check_explicit_rules(inputs: _Inputs, ev: _Evaluation, rules: Sequence[Poli
         where = f"spec.rules[{index}] {describe_rule(rule)}"
         if rule.non_resource_ur_ls:
             ev.mismatches.append(
-                f"{where} has nonResourceURLs, which a grant's namespaced Role cannot hold: "
-                f"remove them"
+                f"{where} has nonResourceURLs, which a grant's namespaced Role cannot hold: remove them"
             )
         elif not rule.api_groups or not rule.resources:
             ev.mismatches.append(
@@ -329,13 +327,15 @@ def _check_ttl(inputs: _Inputs, ev: _Evaluation) -> None:
     limit_name = f'maxTTL {format_duration(limit)} of policy "{ev.name}"'
     if spec.break_glass and inputs.break_glass_max_ttl < limit:
         limit = inputs.break_glass_max_ttl
-        limit_name = (
-            f"the break-glass maximum {format_duration(limit)} "
-            f'(policy "{ev.name}" is breakGlass)'
-        )
+        limit_name = f'the break-glass maximum {format_duration(limit)} (policy "{ev.name}" is breakGlass)'
     if asked is not None and asked <= timedelta(0):
         ev.mismatches.append(
             f"spec.ttl {format_duration(asked)} is not positive: ask for a duration such as 15m"
+        )
+    elif ev.ttl <= timedelta(0):
+        ev.mismatches.append(
+            f'defaultTTL {format_duration(ev.ttl)} of policy "{ev.name}" is not positive: set '
+            f"spec.ttl, or give the policy a positive defaultTTL"
         )
     elif ev.ttl > limit:
         asked_for = (
@@ -416,7 +416,7 @@ def _check_approvers(ev: _Evaluation) -> None:
     approval = ev.policy.spec.approval
     if ev.approvals_required and not approval.approvers:
         ev.mismatches.append(
-            f'approval.required is {approval.required} but approval.approvers of policy '
+            f"approval.required is {approval.required} but approval.approvers of policy "
             f'"{ev.name}" is empty, so nobody can approve: list approvers, or set '
             f"approval.required to 0"
         )
