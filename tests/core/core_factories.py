@@ -33,7 +33,11 @@ POLICY_SPEC: dict[str, Any] = {
         {
             "name": "deploy",
             "rules": [
-                {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "patch", "update"]}
+                {
+                    "apiGroups": ["apps"],
+                    "resources": ["deployments"],
+                    "verbs": ["get", "list", "patch", "update"],
+                }
             ],
         },
         {"name": "read-only", "clusterRole": "view"},
@@ -69,7 +73,11 @@ LABELS: dict[str, dict[str, str]] = {
 
 # A stand-in for the built-in `view` ClusterRole: reads, no Secrets.
 VIEW_RULES: list[dict[str, Any]] = [
-    {"apiGroups": [""], "resources": ["pods", "pods/log", "configmaps", "services"], "verbs": ["get", "list", "watch"]},
+    {
+        "apiGroups": [""],
+        "resources": ["pods", "pods/log", "configmaps", "services"],
+        "verbs": ["get", "list", "watch"],
+    },
     {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["get", "list", "watch"]},
 ]
 

@@ -33,21 +33,36 @@ def spec(required: int = 2, **approval: Any) -> AccessPolicySpec:
     return AccessPolicySpec.model_validate(changed(POLICY_SPEC, changes))
 
 
-def vote(username: str, decision: str = "approve", groups: tuple[str, ...] = (LEADS,), minute: int = 0) -> ApprovalRecord:
+def vote(
+    username: str, decision: str = "approve", groups: tuple[str, ...] = (LEADS,), minute: int = 0
+) -> ApprovalRecord:
     return ApprovalRecord.model_validate(
-        {"username": username, "groups": list(groups), "decision": decision, "at": NOW + timedelta(minutes=minute)}
+        {
+            "username": username,
+            "groups": list(groups),
+            "decision": decision,
+            "at": NOW + timedelta(minutes=minute),
+        }
     )
 
 
 TALLIES = [
     pytest.param(spec(), [], Tally(False, None, (), (), 2), id="none-yet"),
     pytest.param(spec(), [vote("ann")], Tally(False, None, ("ann",), (), 1), id="one-of-two"),
-    pytest.param(spec(), [vote("ann"), vote("bob")], Tally(True, None, ("ann", "bob"), (), 0), id="two-of-three"),
     pytest.param(
-        spec(), [vote("ann"), vote("bob"), vote("cat")], Tally(True, None, ("ann", "bob", "cat"), (), 0), id="three-of-three"
+        spec(), [vote("ann"), vote("bob")], Tally(True, None, ("ann", "bob"), (), 0), id="two-of-three"
     ),
     pytest.param(
-        spec(), [vote("ann"), vote("ann", minute=1)], Tally(False, None, ("ann",), (("ann", DUPLICATE),), 1), id="duplicate"
+        spec(),
+        [vote("ann"), vote("bob"), vote("cat")],
+        Tally(True, None, ("ann", "bob", "cat"), (), 0),
+        id="three-of-three",
+    ),
+    pytest.param(
+        spec(),
+        [vote("ann"), vote("ann", minute=1)],
+        Tally(False, None, ("ann",), (("ann", DUPLICATE),), 1),
+        id="duplicate",
     ),
     pytest.param(
         spec(),
@@ -62,7 +77,9 @@ TALLIES = [
         id="self-approval-allowed",
     ),
     pytest.param(
-        spec(), [vote("eve", groups=("developers",)), vote("ann")], Tally(False, None, ("ann",), (("eve", NOT_ELIGIBLE),), 1),
+        spec(),
+        [vote("eve", groups=("developers",)), vote("ann")],
+        Tally(False, None, ("ann",), (("eve", NOT_ELIGIBLE),), 1),
         id="ineligible-group",
     ),
     pytest.param(
@@ -78,27 +95,38 @@ TALLIES = [
         id="eligible-by-serviceaccount",
     ),
     pytest.param(
-        spec(approvers=[]), [vote("ann"), vote("bob")],
+        spec(approvers=[]),
+        [vote("ann"), vote("bob")],
         Tally(False, None, (), (("ann", NOT_ELIGIBLE), ("bob", NOT_ELIGIBLE)), 2),
         id="empty-approvers-admit-nobody",
     ),
     pytest.param(
-        spec(), [vote("ann"), vote("bob", "deny"), vote("cat")], Tally(False, "bob", ("ann", "cat"), (), 0), id="deny-ends-it"
+        spec(),
+        [vote("ann"), vote("bob", "deny"), vote("cat")],
+        Tally(False, "bob", ("ann", "cat"), (), 0),
+        id="deny-ends-it",
     ),
     pytest.param(
-        spec(), [vote("ann"), vote("ann", "deny", minute=1)], Tally(False, "ann", ("ann",), (), 1), id="approver-changes-mind"
+        spec(),
+        [vote("ann"), vote("ann", "deny", minute=1)],
+        Tally(False, "ann", ("ann",), (), 1),
+        id="approver-changes-mind",
     ),
     pytest.param(
-        spec(), [vote("eve", "deny", groups=()), vote("ann"), vote("bob")],
+        spec(),
+        [vote("eve", "deny", groups=()), vote("ann"), vote("bob")],
         Tally(True, None, ("ann", "bob"), (("eve", NOT_ELIGIBLE),), 0),
         id="ineligible-deny-ignored",
     ),
     pytest.param(
-        spec(), [vote(AGENT.username, "deny", groups=(LEADS,))], Tally(False, AGENT.username, (), (), 2),
+        spec(),
+        [vote(AGENT.username, "deny", groups=(LEADS,))],
+        Tally(False, AGENT.username, (), (), 2),
         id="requester-may-withdraw",
     ),
     pytest.param(
-        spec(), [vote("bob", minute=5), vote("ann", minute=1), vote("cat", minute=3)],
+        spec(),
+        [vote("bob", minute=5), vote("ann", minute=1), vote("cat", minute=3)],
         Tally(True, None, ("ann", "cat", "bob"), (), 0),
         id="ordered-by-time",
     ),

@@ -69,7 +69,13 @@ def write(folder: Path, name: str, text: str) -> str:
 def check(
     folder: Path, *extra: str, policy: str = POLICY, request: str = REQUEST, as_user: str | None = PIPELINE
 ) -> int:
-    args = ["check", "--policy", write(folder, "policy.yaml", policy), "--request", write(folder, "request.yaml", request)]
+    args = [
+        "check",
+        "--policy",
+        write(folder, "policy.yaml", policy),
+        "--request",
+        write(folder, "request.yaml", request),
+    ]
     if as_user is not None:
         args += ["--as", as_user]
     return main([*args, *extra])
@@ -85,7 +91,10 @@ def test_allowed_exits_0_and_shows_the_grant(tmp_path: Path, capsys: pytest.Capt
     assert "  ttl:         10m\n" in out
     assert "    - {verbs: [get, patch], apiGroups: [apps], resources: [deployments]}\n" in out
     assert "persistence: none found" in out
-    assert f"requester:   {PIPELINE} (groups: system:serviceaccounts, system:serviceaccounts:ci, system:authenticated)" in out
+    assert (
+        f"requester:   {PIPELINE} (groups: system:serviceaccounts, system:serviceaccounts:ci, system:authenticated)"
+        in out
+    )
 
 
 def test_denied_exits_1_and_lists_every_mismatch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -109,7 +118,9 @@ def test_requester_from_the_request_file(tmp_path: Path, capsys: pytest.CaptureF
     assert f"requester:   {PIPELINE}\n" in capsys.readouterr().out
 
 
-def test_without_requester_the_denial_says_how_to_give_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_without_requester_the_denial_says_how_to_give_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert check(tmp_path, as_user=None) == 1
     out = capsys.readouterr().out
     assert "(none: pass --as, or set status.requester in the request file)" in out
@@ -117,7 +128,9 @@ def test_without_requester_the_denial_says_how_to_give_one(tmp_path: Path, capsy
 
 
 def test_as_group_matches_group_requesters(tmp_path: Path) -> None:
-    policy = POLICY.replace("kind: ServiceAccount, namespace: ci, name: pipeline", "kind: Group, name: deployers")
+    policy = POLICY.replace(
+        "kind: ServiceAccount, namespace: ci, name: pipeline", "kind: Group, name: deployers"
+    )
     assert check(tmp_path, "--as-group", "deployers", policy=policy, as_user="alice") == 0
     assert check(tmp_path, "--as-group", "others", policy=policy, as_user="alice") == 1
 
@@ -130,16 +143,19 @@ def test_cluster_role_catalog(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert check(tmp_path, "--cluster-role", view, request=request) == 0
     out = capsys.readouterr().out
     assert "clusterRole: view\n" in out
-    assert "    - {verbs: [get, list, watch], apiGroups: [\"\"], resources: [pods, pods/log]}\n" in out
+    assert '    - {verbs: [get, list, watch], apiGroups: [""], resources: [pods, pods/log]}\n' in out
 
 
 def test_persistence_is_printed_even_when_allowed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    policy = POLICY.replace("verbs: [get, patch]", "verbs: [get, patch, create]").replace(
-        "resources: [deployments]", "resources: [deployments, serviceaccounts/token]"
-    ).replace("apiGroups: [apps]", 'apiGroups: [apps, ""]') + "  allowPersistence: true\n"
+    policy = (
+        POLICY.replace("verbs: [get, patch]", "verbs: [get, patch, create]")
+        .replace("resources: [deployments]", "resources: [deployments, serviceaccounts/token]")
+        .replace("apiGroups: [apps]", 'apiGroups: [apps, ""]')
+        + "  allowPersistence: true\n"
+    )
     assert check(tmp_path, policy=policy) == 0
     out = capsys.readouterr().out
-    assert "  persistence (can outlive revocation):\n    ! rule 0 of permission \"deploy\"" in out
+    assert '  persistence (can outlive revocation):\n    ! rule 0 of permission "deploy"' in out
     assert "mint ServiceAccount tokens" in out
 
 
@@ -154,7 +170,9 @@ def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_policy_files_may_hold_other_kinds_and_several_documents(tmp_path: Path) -> None:
-    other = POLICY.replace("name: ci-deployers", "name: other").replace("names: [payments-staging]", "names: [x]")
+    other = POLICY.replace("name: ci-deployers", "name: other").replace(
+        "names: [payments-staging]", "names: [x]"
+    )
     mixed = "apiVersion: v1\nkind: Namespace\nmetadata: {name: ci}\n---\n" + POLICY + "---\n" + other
     assert check(tmp_path, policy=mixed) == 0
 
@@ -167,27 +185,63 @@ def test_namespace_from_the_flag(tmp_path: Path) -> None:
 def test_namespace_labels_feed_the_selector(tmp_path: Path) -> None:
     policy = POLICY.replace("names: [payments-staging]", "selector: {matchLabels: {team: payments}}")
     assert check(tmp_path, policy=policy) == 1
-    assert check(tmp_path, "--namespace-labels", "team=payments,zsp.dev/environment=staging", policy=policy) == 0
+    assert (
+        check(tmp_path, "--namespace-labels", "team=payments,zsp.dev/environment=staging", policy=policy) == 0
+    )
 
 
 # --- bad input ------------------------------------------------------------------------------
 
 BAD_POLICIES = [
     pytest.param("kind: [unclosed\n", "policy.yaml: line 2, column 1: malformed YAML", id="malformed-yaml"),
-    pytest.param(POLICY.replace("requesters:", "requestors:"), "AccessPolicy ci-deployers: spec.requestors: unknown field", id="unknown-field"),
-    pytest.param(POLICY + "  approval: {required: two}\n", "AccessPolicy ci-deployers: spec.approval.required: Input should be a valid integer", id="wrong-type"),
-    pytest.param(POLICY.replace("maxTTL: 1h", "maxTTL: 1 hour"), "AccessPolicy ci-deployers: spec.maxTTL: '1 hour' is not a duration", id="bad-duration"),
-    pytest.param(POLICY.replace("maxTTL: 1h", "maxTTL: 5m"), "spec: defaultTTL (15m) is longer than maxTTL (5m)", id="inconsistent-ttls"),
-    pytest.param(POLICY.replace("zsp.dev/v1alpha1", "zsp.dev/v1"), "AccessPolicy ci-deployers: apiVersion: expected zsp.dev/v1alpha1, got zsp.dev/v1", id="api-version"),
-    pytest.param(POLICY.replace("metadata: {name: ci-deployers}", "metadata: {}"), "AccessPolicy (unnamed): metadata.name: this field is required", id="unnamed"),
-    pytest.param(POLICY + "---\n" + POLICY, "AccessPolicy ci-deployers: defined more than once", id="duplicate"),
-    pytest.param("apiVersion: v1\nkind: Namespace\nmetadata: {name: ci}\n", "no AccessPolicy found", id="no-policy"),
-    pytest.param("- just\n- a list\n", "policy.yaml: document 1: expected a Kubernetes object (a mapping), got list", id="not-a-mapping"),
+    pytest.param(
+        POLICY.replace("requesters:", "requestors:"),
+        "AccessPolicy ci-deployers: spec.requestors: unknown field",
+        id="unknown-field",
+    ),
+    pytest.param(
+        POLICY + "  approval: {required: two}\n",
+        "AccessPolicy ci-deployers: spec.approval.required: Input should be a valid integer",
+        id="wrong-type",
+    ),
+    pytest.param(
+        POLICY.replace("maxTTL: 1h", "maxTTL: 1 hour"),
+        "AccessPolicy ci-deployers: spec.maxTTL: '1 hour' is not a duration",
+        id="bad-duration",
+    ),
+    pytest.param(
+        POLICY.replace("maxTTL: 1h", "maxTTL: 5m"),
+        "spec: defaultTTL (15m) is longer than maxTTL (5m)",
+        id="inconsistent-ttls",
+    ),
+    pytest.param(
+        POLICY.replace("zsp.dev/v1alpha1", "zsp.dev/v1"),
+        "AccessPolicy ci-deployers: apiVersion: expected zsp.dev/v1alpha1, got zsp.dev/v1",
+        id="api-version",
+    ),
+    pytest.param(
+        POLICY.replace("metadata: {name: ci-deployers}", "metadata: {}"),
+        "AccessPolicy (unnamed): metadata.name: this field is required",
+        id="unnamed",
+    ),
+    pytest.param(
+        POLICY + "---\n" + POLICY, "AccessPolicy ci-deployers: defined more than once", id="duplicate"
+    ),
+    pytest.param(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: ci}\n", "no AccessPolicy found", id="no-policy"
+    ),
+    pytest.param(
+        "- just\n- a list\n",
+        "policy.yaml: document 1: expected a Kubernetes object (a mapping), got list",
+        id="not-a-mapping",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("policy", "message"), BAD_POLICIES)
-def test_bad_policy_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], policy: str, message: str) -> None:
+def test_bad_policy_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], policy: str, message: str
+) -> None:
     assert check(tmp_path, policy=policy) == 2
     captured = capsys.readouterr()
     assert message in captured.err
@@ -196,20 +250,50 @@ def test_bad_policy_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], pol
 
 
 BAD_REQUESTS = [
-    pytest.param(REQUEST.replace("reason: deploy build 4711", 'reason: "  "'), "AccessRequest deploy-4711: spec.reason: reason must say why", id="blank-reason"),
-    pytest.param(REQUEST.replace("reason: deploy build 4711", 'reason: ""'), "AccessRequest deploy-4711: spec.reason: reason must say why", id="empty-reason"),
-    pytest.param(REQUEST.replace("  reason: deploy build 4711\n", ""), "spec.reason: this field is required", id="no-reason"),
-    pytest.param(REQUEST.replace("ttl: 10m", "ttl: soon"), "AccessRequest deploy-4711: spec.ttl: 'soon' is not a duration", id="bad-ttl"),
-    pytest.param(REQUEST.replace("permission: deploy", "permision: deploy"), "spec.permision: unknown field", id="typo"),
-    pytest.param(REQUEST.replace(", namespace: payments-staging", ""), "metadata.namespace: an AccessRequest lives in the namespace", id="no-namespace"),
-    pytest.param(POLICY, "request.yaml: holds no AccessRequest: give exactly one to --request", id="no-request"),
-    pytest.param(REQUEST + "---\n" + REQUEST.replace("deploy-4711", "deploy-4712"), "holds 2 AccessRequests (deploy-4711, deploy-4712)", id="two-requests"),
+    pytest.param(
+        REQUEST.replace("reason: deploy build 4711", 'reason: "  "'),
+        "AccessRequest deploy-4711: spec.reason: reason must say why",
+        id="blank-reason",
+    ),
+    pytest.param(
+        REQUEST.replace("reason: deploy build 4711", 'reason: ""'),
+        "AccessRequest deploy-4711: spec.reason: reason must say why",
+        id="empty-reason",
+    ),
+    pytest.param(
+        REQUEST.replace("  reason: deploy build 4711\n", ""),
+        "spec.reason: this field is required",
+        id="no-reason",
+    ),
+    pytest.param(
+        REQUEST.replace("ttl: 10m", "ttl: soon"),
+        "AccessRequest deploy-4711: spec.ttl: 'soon' is not a duration",
+        id="bad-ttl",
+    ),
+    pytest.param(
+        REQUEST.replace("permission: deploy", "permision: deploy"), "spec.permision: unknown field", id="typo"
+    ),
+    pytest.param(
+        REQUEST.replace(", namespace: payments-staging", ""),
+        "metadata.namespace: an AccessRequest lives in the namespace",
+        id="no-namespace",
+    ),
+    pytest.param(
+        POLICY, "request.yaml: holds no AccessRequest: give exactly one to --request", id="no-request"
+    ),
+    pytest.param(
+        REQUEST + "---\n" + REQUEST.replace("deploy-4711", "deploy-4712"),
+        "holds 2 AccessRequests (deploy-4711, deploy-4712)",
+        id="two-requests",
+    ),
     pytest.param("spec: {ttl: [1, 2}\n", "request.yaml: line 1, column ", id="malformed-yaml"),
 ]
 
 
 @pytest.mark.parametrize(("request_text", "message"), BAD_REQUESTS)
-def test_bad_request_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], request_text: str, message: str) -> None:
+def test_bad_request_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], request_text: str, message: str
+) -> None:
     assert check(tmp_path, request=request_text) == 2
     captured = capsys.readouterr()
     assert message in captured.err
@@ -219,14 +303,26 @@ def test_bad_request_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], re
 BAD_FLAGS = [
     pytest.param(["--namespace-labels", "team"], "--namespace-labels: 'team' is not KEY=VALUE", id="labels"),
     pytest.param(["--now", "yesterday"], "--now: 'yesterday' is not an RFC 3339 time", id="now"),
-    pytest.param(["--break-glass-max-ttl", "forever"], "--break-glass-max-ttl: 'forever' is not a duration", id="cap"),
-    pytest.param(["--cluster-role", "/nonexistent/view.yaml"], "/nonexistent/view.yaml: cannot read: No such file", id="missing-file"),
-    pytest.param(["-n", "elsewhere"], "metadata.namespace is 'payments-staging' but --namespace is 'elsewhere'", id="namespace-conflict"),
+    pytest.param(
+        ["--break-glass-max-ttl", "forever"], "--break-glass-max-ttl: 'forever' is not a duration", id="cap"
+    ),
+    pytest.param(
+        ["--cluster-role", "/nonexistent/view.yaml"],
+        "/nonexistent/view.yaml: cannot read: No such file",
+        id="missing-file",
+    ),
+    pytest.param(
+        ["-n", "elsewhere"],
+        "metadata.namespace is 'payments-staging' but --namespace is 'elsewhere'",
+        id="namespace-conflict",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("flags", "message"), BAD_FLAGS)
-def test_bad_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str) -> None:
+def test_bad_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
     assert check(tmp_path, *flags) == 2
     assert message in capsys.readouterr().err
 

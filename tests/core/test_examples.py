@@ -79,7 +79,11 @@ def test_zsp_objects_in_subfolders_parse() -> None:
 def test_requests_refer_to_objects_that_exist() -> None:
     objects = all_objects()
     namespaces = {d["metadata"]["name"] for _, d in objects if d["kind"] == "Namespace"}
-    accounts = {(d["metadata"]["namespace"], d["metadata"]["name"]) for _, d in objects if d["kind"] == "ServiceAccount"}
+    accounts = {
+        (d["metadata"]["namespace"], d["metadata"]["name"])
+        for _, d in objects
+        if d["kind"] == "ServiceAccount"
+    }
     policies = {d["metadata"]["name"] for _, d in objects if d["kind"] == "AccessPolicy"}
     requests = [AccessRequest.model_validate(d) for _, d in objects if d["kind"] == "AccessRequest"]
     assert {"ci", "payments-staging"} <= namespaces
@@ -95,13 +99,32 @@ def test_requests_refer_to_objects_that_exist() -> None:
 
 
 def test_staging_namespace_is_labelled_as_the_policies_expect() -> None:
-    (staging,) = [d for _, d in all_objects() if d["kind"] == "Namespace" and d["metadata"]["name"] == "payments-staging"]
-    assert staging["metadata"]["labels"] == {"team": "payments", "zsp.dev/environment": "staging", "zsp.dev/enforce": "true"}
+    (staging,) = [
+        d
+        for _, d in all_objects()
+        if d["kind"] == "Namespace" and d["metadata"]["name"] == "payments-staging"
+    ]
+    assert staging["metadata"]["labels"] == {
+        "team": "payments",
+        "zsp.dev/environment": "staging",
+        "zsp.dev/enforce": "true",
+    }
 
 
 def run_check(request: str, *extra: str) -> int:
     policies = [example(n) for n in OWN_FILES if n.startswith("policy-")]
-    return main(["check", "--policy", *policies, "--request", example(request), "--namespace-labels", STAGING_LABELS, *extra])
+    return main(
+        [
+            "check",
+            "--policy",
+            *policies,
+            "--request",
+            example(request),
+            "--namespace-labels",
+            STAGING_LABELS,
+            *extra,
+        ]
+    )
 
 
 def test_ci_request_is_allowed_for_the_pipeline(capsys: pytest.CaptureFixture[str]) -> None:
@@ -114,11 +137,17 @@ def test_ci_request_is_allowed_for_the_pipeline(capsys: pytest.CaptureFixture[st
 @pytest.mark.parametrize(
     ("extra", "explanation"),
     [
-        pytest.param(["--as", "system:serviceaccount:ci:deployer"], 'requester "system:serviceaccount:ci:deployer"', id="wrong-requester"),
+        pytest.param(
+            ["--as", "system:serviceaccount:ci:deployer"],
+            'requester "system:serviceaccount:ci:deployer"',
+            id="wrong-requester",
+        ),
         pytest.param([], "the request has no authenticated requester", id="no-requester"),
     ],
 )
-def test_ci_request_denial_is_explained(extra: list[str], explanation: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ci_request_denial_is_explained(
+    extra: list[str], explanation: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run_check("request-ci-bind.yaml", *extra) == 1
     out = capsys.readouterr().out
     assert out.startswith('DENIED (closest policy: "ci-deployers")')
@@ -143,7 +172,9 @@ def test_example_policies_hold_no_persistence_capable_rules(capsys: pytest.Captu
         assert "persistence: none found" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("ttl", "code"), [pytest.param("30m", 0, id="within-cap"), pytest.param("2h", 1, id="above-cap")])
+@pytest.mark.parametrize(
+    ("ttl", "code"), [pytest.param("30m", 0, id="within-cap"), pytest.param("2h", 1, id="above-cap")]
+)
 def test_break_glass_policy_serves_on_call_at_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], ttl: str, code: int
 ) -> None:

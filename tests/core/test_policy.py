@@ -68,7 +68,11 @@ CHECKS: list[Any] = [
     # requester
     pytest.param({}, {}, {"who": requester("alice", "platform-oncall")}, None, id="requester-by-group"),
     pytest.param(
-        {"requesters": [{"kind": "User", "name": "alice"}]}, {}, {"who": requester("alice")}, None, id="requester-by-user"
+        {"requesters": [{"kind": "User", "name": "alice"}]},
+        {},
+        {"who": requester("alice")},
+        None,
+        id="requester-by-user",
     ),
     pytest.param(
         {},
@@ -78,15 +82,27 @@ CHECKS: list[Any] = [
         'requesters of policy "ci-deployers" (ServiceAccount ci/pipeline, Group platform-oncall)',
         id="requester-not-listed",
     ),
-    pytest.param({}, {}, {"anonymous": True}, "the request has no authenticated requester", id="requester-missing"),
     pytest.param(
-        {"requesters": []}, {}, {}, 'requesters of policy "ci-deployers" is empty, so nobody may file', id="requesters-empty"
+        {}, {}, {"anonymous": True}, "the request has no authenticated requester", id="requester-missing"
+    ),
+    pytest.param(
+        {"requesters": []},
+        {},
+        {},
+        'requesters of policy "ci-deployers" is empty, so nobody may file',
+        id="requesters-empty",
     ),
     # namespace
     pytest.param({"namespaces.selector": None}, {}, {}, None, id="namespace-by-name"),
-    pytest.param({"namespaces.names": []}, {}, {"namespace": "payments-prod"}, None, id="namespace-by-match-labels"),
     pytest.param(
-        {"namespaces.selector": {"matchExpressions": [{"key": "zsp.dev/environment", "operator": "In", "values": ["staging"]}]}},
+        {"namespaces.names": []}, {}, {"namespace": "payments-prod"}, None, id="namespace-by-match-labels"
+    ),
+    pytest.param(
+        {
+            "namespaces.selector": {
+                "matchExpressions": [{"key": "zsp.dev/environment", "operator": "In", "values": ["staging"]}]
+            }
+        },
         {},
         {"namespace": "billing"},
         None,
@@ -101,7 +117,11 @@ CHECKS: list[Any] = [
         id="namespace-not-allowed",
     ),
     pytest.param(
-        {"namespaces": {}}, {}, {}, "has neither names nor a selector, so grants may land nowhere", id="namespaces-empty"
+        {"namespaces": {}},
+        {},
+        {},
+        "has neither names nor a selector, so grants may land nowhere",
+        id="namespaces-empty",
     ),
     # grantee
     pytest.param(
@@ -114,10 +134,18 @@ CHECKS: list[Any] = [
     ),
     pytest.param({}, EPHEMERAL, {}, None, id="ephemeral-allowed"),
     pytest.param(
-        {"grantees.ephemeral": None}, EPHEMERAL, {}, "spec.grantee.ephemeral is not allowed", id="ephemeral-not-enabled"
+        {"grantees.ephemeral": None},
+        EPHEMERAL,
+        {},
+        "spec.grantee.ephemeral is not allowed",
+        id="ephemeral-not-enabled",
     ),
     pytest.param(
-        {"grantees.ephemeral.enabled": False}, EPHEMERAL, {}, "spec.grantee.ephemeral is not allowed", id="ephemeral-disabled"
+        {"grantees.ephemeral.enabled": False},
+        EPHEMERAL,
+        {},
+        "spec.grantee.ephemeral is not allowed",
+        id="ephemeral-disabled",
     ),
     pytest.param(
         {},
@@ -158,7 +186,10 @@ CHECKS: list[Any] = [
     ),
     pytest.param(
         {},
-        {"permission": None, "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]}]},
+        {
+            "permission": None,
+            "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]}],
+        },
         {},
         None,
         id="rules-covered",
@@ -172,9 +203,12 @@ CHECKS: list[Any] = [
     ),
     pytest.param(
         {},
-        {"permission": None, "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["delete"]}]},
+        {
+            "permission": None,
+            "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["delete"]}],
+        },
         {},
-        'spec.rules[0] {verbs: [delete], apiGroups: [apps], resources: [deployments]} is not covered by the '
+        "spec.rules[0] {verbs: [delete], apiGroups: [apps], resources: [deployments]} is not covered by the "
         'permissions of policy "ci-deployers" (deploy, read-only)',
         id="rules-not-covered",
     ),
@@ -240,7 +274,10 @@ CHECKS: list[Any] = [
 
 @pytest.mark.parametrize(("policy_changes", "request_changes", "request_kwargs", "expected"), CHECKS)
 def test_each_check(
-    policy_changes: dict[str, Any], request_changes: dict[str, Any], request_kwargs: dict[str, Any], expected: str | None
+    policy_changes: dict[str, Any],
+    request_changes: dict[str, Any],
+    request_kwargs: dict[str, Any],
+    expected: str | None,
 ) -> None:
     decision = run(request(request_changes, **request_kwargs), [policy(changes=policy_changes)])
     if expected is None:
@@ -310,7 +347,9 @@ def test_ttl_above_max_is_refused_not_capped() -> None:
     decision = run(request({"ttl": "61m"}))
     assert decision.outcome is Outcome.DENIED
     assert decision.ttl is None
-    assert decision.mismatches == ('spec.ttl 1h1m exceeds maxTTL 1h of policy "ci-deployers": ask for 1h or less',)
+    assert decision.mismatches == (
+        'spec.ttl 1h1m exceeds maxTTL 1h of policy "ci-deployers": ask for 1h or less',
+    )
 
 
 # --- break-glass ------------------------------------------------------------------------------
@@ -357,20 +396,31 @@ def test_break_glass_default_ttl_above_cap_names_default() -> None:
 
 
 def test_break_glass_cap_is_configurable() -> None:
-    decision = run(request({"ttl": "2h"}), [policy(changes=BREAK_GLASS)], break_glass_max_ttl=timedelta(hours=3))
+    decision = run(
+        request({"ttl": "2h"}), [policy(changes=BREAK_GLASS)], break_glass_max_ttl=timedelta(hours=3)
+    )
     assert decision.outcome is Outcome.ALLOWED
 
 
 def test_break_glass_cap_never_raises_max_ttl() -> None:
-    decision = run(request({"ttl": "2h"}), [policy(changes={**BREAK_GLASS, "maxTTL": "1h"})], break_glass_max_ttl=timedelta(hours=3))
+    decision = run(
+        request({"ttl": "2h"}),
+        [policy(changes={**BREAK_GLASS, "maxTTL": "1h"})],
+        break_glass_max_ttl=timedelta(hours=3),
+    )
     assert_denied_for(decision, 'spec.ttl 2h exceeds maxTTL 1h of policy "ci-deployers"')
 
 
 # --- limits and environments ---------------------------------------------------------------
 
 LIMITS = [
-    pytest.param({}, [grant()], "limits.activePerGrantee 1 of policy \"ci-deployers\" is reached: ServiceAccount "
-                 "ci/deployer already holds 1 live grant (payments-staging/deploy-4700)", id="per-grantee"),
+    pytest.param(
+        {},
+        [grant()],
+        'limits.activePerGrantee 1 of policy "ci-deployers" is reached: ServiceAccount '
+        "ci/deployer already holds 1 live grant (payments-staging/deploy-4700)",
+        id="per-grantee",
+    ),
     pytest.param({}, [grant(request_uid=REQUEST_UID)], None, id="own-grant-excluded"),
     pytest.param({}, [grant(expires_in=timedelta(0))], None, id="expired-at-now-excluded"),
     pytest.param({}, [grant(expires_in=-timedelta(minutes=1))], None, id="expired-excluded"),
@@ -393,7 +443,10 @@ LIMITS = [
     ),
     pytest.param(
         {"limits.activePerGrantee": None, "limits.activePerPolicy": 2},
-        [grant("a", identity=("ci", "x"), requested_by="u1"), grant("b", identity=("ci", "y"), requested_by="u2")],
+        [
+            grant("a", identity=("ci", "x"), requested_by="u1"),
+            grant("b", identity=("ci", "y"), requested_by="u2"),
+        ],
         'limits.activePerPolicy 2 of policy "ci-deployers" is reached: 2 live grants were issued under it',
         id="per-policy",
     ),
@@ -418,7 +471,10 @@ LIMITS = [
         id="exclusive-environments-unlabelled",
     ),
     pytest.param(
-        {"limits": {"exclusiveEnvironments": True}}, [grant("eu-1", "payments-staging-eu")], None, id="same-environment"
+        {"limits": {"exclusiveEnvironments": True}},
+        [grant("eu-1", "payments-staging-eu")],
+        None,
+        id="same-environment",
     ),
     pytest.param(
         {"limits": {"exclusiveEnvironments": True}},
@@ -431,7 +487,9 @@ LIMITS = [
 
 
 @pytest.mark.parametrize(("policy_changes", "grants", "expected"), LIMITS)
-def test_limits_over_live_grants(policy_changes: dict[str, Any], grants: list[TaskGrant], expected: str | None) -> None:
+def test_limits_over_live_grants(
+    policy_changes: dict[str, Any], grants: list[TaskGrant], expected: str | None
+) -> None:
     decision = run(policies=[policy(changes=policy_changes)], grants=grants)
     if expected is None:
         assert decision.outcome is Outcome.ALLOWED, decision.mismatches
@@ -461,7 +519,9 @@ def test_persistence_allowed_is_still_flagged() -> None:
 
 
 def test_persistence_of_catalogued_cluster_role_is_analysed() -> None:
-    catalog = {"view": [PolicyRule.model_validate({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})]}
+    catalog = {
+        "view": [PolicyRule.model_validate({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})]
+    }
     decision = run(request({"permission": "read-only"}), catalog=catalog)
     assert_denied_for(decision, 'rule 0 of ClusterRole "view" {verbs: [get]')
     assert decision.persistence
@@ -516,7 +576,10 @@ def test_closest_policy_tie_goes_to_the_first_name() -> None:
         ),
         pytest.param([policy("b"), policy("a")], "a", Outcome.ALLOWED, id="then-name"),
         pytest.param(
-            [policy("a", {"approval.required": 1}), policy("b", {"approval.required": 2, "breakGlass": True})],
+            [
+                policy("a", {"approval.required": 1}),
+                policy("b", {"approval.required": 2, "breakGlass": True}),
+            ],
             "b",
             Outcome.ALLOWED,
             id="break-glass-counts-zero",
@@ -538,7 +601,9 @@ def test_named_policy_is_the_only_candidate() -> None:
     strict = policy("strict", {"maxTTL": "5m", "defaultTTL": "5m"})
     decision = run(request({"policy": "strict"}), [policy("lenient"), strict])
     assert decision.policy == "strict"
-    assert decision.reason.startswith('policy "strict" named in spec.policy does not allow this request: spec.ttl')
+    assert decision.reason.startswith(
+        'policy "strict" named in spec.policy does not allow this request: spec.ttl'
+    )
 
 
 def test_named_policy_missing() -> None:
@@ -561,7 +626,11 @@ def test_no_policies() -> None:
 
 
 def test_decide_is_deterministic_in_policy_order() -> None:
-    policies = [policy("c", {"requesters": []}), policy("a", {"namespaces": {}}), policy("b", {"maxTTL": "5m", "defaultTTL": "5m"})]
+    policies = [
+        policy("c", {"requesters": []}),
+        policy("a", {"namespaces": {}}),
+        policy("b", {"maxTTL": "5m", "defaultTTL": "5m"}),
+    ]
     assert run(policies=policies) == run(policies=list(reversed(policies)))
 
 
@@ -577,18 +646,47 @@ LABELS_STAGING = {"team": "payments", "zsp.dev/environment": "staging"}
         pytest.param({"matchLabels": {"team": "payments"}}, True, id="match-labels"),
         pytest.param({"matchLabels": {"team": "billing"}}, False, id="match-labels-other-value"),
         pytest.param({"matchLabels": {"tier": "web"}}, False, id="match-labels-absent"),
-        pytest.param({"matchExpressions": [{"key": "team", "operator": "In", "values": ["a", "payments"]}]}, True, id="in"),
-        pytest.param({"matchExpressions": [{"key": "team", "operator": "In", "values": ["a"]}]}, False, id="in-other"),
-        pytest.param({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]}]}, False, id="in-absent"),
-        pytest.param({"matchExpressions": [{"key": "team", "operator": "NotIn", "values": ["a"]}]}, True, id="notin"),
-        pytest.param({"matchExpressions": [{"key": "team", "operator": "NotIn", "values": ["payments"]}]}, False, id="notin-hit"),
-        pytest.param({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["a"]}]}, True, id="notin-absent"),
-        pytest.param({"matchExpressions": [{"key": "team", "operator": "Exists"}]}, True, id="exists"),
-        pytest.param({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}, False, id="exists-absent"),
-        pytest.param({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}, True, id="does-not-exist"),
-        pytest.param({"matchExpressions": [{"key": "team", "operator": "DoesNotExist"}]}, False, id="does-not-exist-present"),
         pytest.param(
-            {"matchLabels": {"team": "payments"}, "matchExpressions": [{"key": "tier", "operator": "Exists"}]},
+            {"matchExpressions": [{"key": "team", "operator": "In", "values": ["a", "payments"]}]},
+            True,
+            id="in",
+        ),
+        pytest.param(
+            {"matchExpressions": [{"key": "team", "operator": "In", "values": ["a"]}]}, False, id="in-other"
+        ),
+        pytest.param(
+            {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]}]}, False, id="in-absent"
+        ),
+        pytest.param(
+            {"matchExpressions": [{"key": "team", "operator": "NotIn", "values": ["a"]}]}, True, id="notin"
+        ),
+        pytest.param(
+            {"matchExpressions": [{"key": "team", "operator": "NotIn", "values": ["payments"]}]},
+            False,
+            id="notin-hit",
+        ),
+        pytest.param(
+            {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["a"]}]},
+            True,
+            id="notin-absent",
+        ),
+        pytest.param({"matchExpressions": [{"key": "team", "operator": "Exists"}]}, True, id="exists"),
+        pytest.param(
+            {"matchExpressions": [{"key": "tier", "operator": "Exists"}]}, False, id="exists-absent"
+        ),
+        pytest.param(
+            {"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}, True, id="does-not-exist"
+        ),
+        pytest.param(
+            {"matchExpressions": [{"key": "team", "operator": "DoesNotExist"}]},
+            False,
+            id="does-not-exist-present",
+        ),
+        pytest.param(
+            {
+                "matchLabels": {"team": "payments"},
+                "matchExpressions": [{"key": "tier", "operator": "Exists"}],
+            },
             False,
             id="all-must-hold",
         ),

@@ -55,7 +55,9 @@ def subjects(draw: st.DrawFn) -> dict[str, Any]:
 def permissions(draw: st.DrawFn) -> list[dict[str, Any]]:
     names = draw(st.lists(st.sampled_from(PERMISSIONS), min_size=1, max_size=3, unique=True))
     return [
-        {"name": n, "rules": draw(rules)} if draw(st.booleans()) else {"name": n, "clusterRole": draw(st.sampled_from(ROLES))}
+        {"name": n, "rules": draw(rules)}
+        if draw(st.booleans())
+        else {"name": n, "clusterRole": draw(st.sampled_from(ROLES))}
         for n in names
     ]
 
@@ -64,7 +66,9 @@ def optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.none() | strategy
 
 
-selectors = st.fixed_dictionaries({"matchLabels": st.fixed_dictionaries({"team": st.sampled_from(["payments", "billing"])})})
+selectors = st.fixed_dictionaries(
+    {"matchLabels": st.fixed_dictionaries({"team": st.sampled_from(["payments", "billing"])})}
+)
 
 
 @st.composite
@@ -202,7 +206,9 @@ def grants(draw: st.DrawFn) -> TaskGrant:
     }
     if identity:
         spec["identity"] = {"namespace": identity[0], "name": identity[1]}
-    return TaskGrant.model_validate({"metadata": {"name": "g", "namespace": draw(st.sampled_from(NAMESPACES))}, "spec": spec})
+    return TaskGrant.model_validate(
+        {"metadata": {"name": "g", "namespace": draw(st.sampled_from(NAMESPACES))}, "spec": spec}
+    )
 
 
 catalogs = st.fixed_dictionaries(

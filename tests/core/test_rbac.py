@@ -51,26 +51,56 @@ MATCHING = [
     pytest.param(rule("get", "pods"), Attributes("get", "", "pods"), True, id="exact"),
     pytest.param(rule("get", "pods"), Attributes("list", "", "pods"), False, id="other-verb"),
     pytest.param(rule("get", "pods"), Attributes("get", "apps", "pods"), False, id="other-group"),
-    pytest.param(rule("get", "deployments", "apps"), Attributes("get", "apps", "deployments"), True, id="named-group"),
-    pytest.param(rule("get", "pods"), Attributes("get", "", "pods", "log"), False, id="resource-excludes-subresource"),
+    pytest.param(
+        rule("get", "deployments", "apps"), Attributes("get", "apps", "deployments"), True, id="named-group"
+    ),
+    pytest.param(
+        rule("get", "pods"), Attributes("get", "", "pods", "log"), False, id="resource-excludes-subresource"
+    ),
     pytest.param(rule("get", "pods/log"), Attributes("get", "", "pods", "log"), True, id="subresource"),
-    pytest.param(rule("get", "pods/log"), Attributes("get", "", "pods"), False, id="subresource-excludes-resource"),
-    pytest.param(rule("get", "*/log"), Attributes("get", "", "pods", "log"), True, id="any-resource-subresource"),
-    pytest.param(rule("get", "*/log"), Attributes("get", "", "pods"), False, id="any-resource-subresource-not-parent"),
+    pytest.param(
+        rule("get", "pods/log"), Attributes("get", "", "pods"), False, id="subresource-excludes-resource"
+    ),
+    pytest.param(
+        rule("get", "*/log"), Attributes("get", "", "pods", "log"), True, id="any-resource-subresource"
+    ),
+    pytest.param(
+        rule("get", "*/log"), Attributes("get", "", "pods"), False, id="any-resource-subresource-not-parent"
+    ),
     pytest.param(rule("*", "pods"), Attributes("delete", "", "pods"), True, id="wildcard-verb"),
     pytest.param(rule("get", "*"), Attributes("get", "", "secrets"), True, id="wildcard-resource"),
-    pytest.param(rule("get", "*"), Attributes("get", "", "pods", "exec"), True, id="wildcard-resource-subresource"),
-    pytest.param(rule("get", "pods", "*"), Attributes("get", "metrics.k8s.io", "pods"), True, id="wildcard-group"),
-    pytest.param(rule("get", "secrets", names="a,b"), Attributes("get", "", "secrets", name="b"), True, id="named"),
-    pytest.param(rule("get", "secrets", names="a"), Attributes("get", "", "secrets", name="c"), False, id="other-name"),
-    pytest.param(rule("list", "secrets", names="a"), Attributes("list", "", "secrets"), False, id="names-exclude-list"),
-    pytest.param(rule("get", "secrets"), Attributes("get", "", "secrets", name="any"), True, id="no-names-all-names"),
+    pytest.param(
+        rule("get", "*"), Attributes("get", "", "pods", "exec"), True, id="wildcard-resource-subresource"
+    ),
+    pytest.param(
+        rule("get", "pods", "*"), Attributes("get", "metrics.k8s.io", "pods"), True, id="wildcard-group"
+    ),
+    pytest.param(
+        rule("get", "secrets", names="a,b"), Attributes("get", "", "secrets", name="b"), True, id="named"
+    ),
+    pytest.param(
+        rule("get", "secrets", names="a"), Attributes("get", "", "secrets", name="c"), False, id="other-name"
+    ),
+    pytest.param(
+        rule("list", "secrets", names="a"), Attributes("list", "", "secrets"), False, id="names-exclude-list"
+    ),
+    pytest.param(
+        rule("get", "secrets"), Attributes("get", "", "secrets", name="any"), True, id="no-names-all-names"
+    ),
     pytest.param(rule("get", urls="/healthz"), Attributes("get", path="/healthz"), True, id="url-exact"),
-    pytest.param(rule("get", urls="/healthz"), Attributes("get", path="/healthz/etcd"), False, id="url-no-prefix"),
-    pytest.param(rule("get", urls="/healthz/*"), Attributes("get", path="/healthz/etcd"), True, id="url-star-prefix"),
+    pytest.param(
+        rule("get", urls="/healthz"), Attributes("get", path="/healthz/etcd"), False, id="url-no-prefix"
+    ),
+    pytest.param(
+        rule("get", urls="/healthz/*"), Attributes("get", path="/healthz/etcd"), True, id="url-star-prefix"
+    ),
     pytest.param(rule("get", urls="*"), Attributes("get", path="/metrics"), True, id="url-wildcard"),
-    pytest.param(rule("get", urls="/metrics"), Attributes("post", path="/metrics"), False, id="url-other-verb"),
-    pytest.param(rule("get", "*", "*"), Attributes("get", path="/metrics"), False, id="resource-rule-not-url"),
+    pytest.param(
+        rule("get", urls="/metrics"), Attributes("post", path="/metrics"), False, id="url-other-verb"
+    ),
+    pytest.param(
+        rule("get", "*", "*"), Attributes("get", path="/metrics"), False, id="resource-rule-not-url"
+    ),
     pytest.param(rule("get", urls="*"), Attributes("get", "", "pods"), False, id="url-rule-not-resource"),
 ]
 
@@ -91,7 +121,9 @@ def test_rules_allow_if_any_rule_does() -> None:
 
 PERSISTENT = [
     pytest.param(rule("create", "serviceaccounts/token"), Risk.MINTS_TOKENS, id="token-request"),
-    pytest.param(rule("create", "serviceaccounts/token", names="deployer"), Risk.MINTS_TOKENS, id="token-one-name"),
+    pytest.param(
+        rule("create", "serviceaccounts/token", names="deployer"), Risk.MINTS_TOKENS, id="token-one-name"
+    ),
     pytest.param(rule("create", "pods"), Risk.RUNS_WORKLOADS, id="create-pods"),
     pytest.param(rule("create", "deployments", "apps"), Risk.RUNS_WORKLOADS, id="create-deployments"),
     pytest.param(rule("create", "replicasets", "apps"), Risk.RUNS_WORKLOADS, id="create-replicasets"),
@@ -111,27 +143,53 @@ PERSISTENT = [
     pytest.param(rule("create", "secrets"), Risk.WRITES_SECRETS, id="create-secrets"),
     pytest.param(rule("update", "secrets"), Risk.WRITES_SECRETS, id="update-secrets"),
     pytest.param(rule("patch", "secrets"), Risk.WRITES_SECRETS, id="patch-secrets"),
-    pytest.param(rule("create", "rolebindings", "rbac.authorization.k8s.io"), Risk.WRITES_RBAC, id="create-rolebindings"),
+    pytest.param(
+        rule("create", "rolebindings", "rbac.authorization.k8s.io"),
+        Risk.WRITES_RBAC,
+        id="create-rolebindings",
+    ),
     pytest.param(rule("patch", "roles", "rbac.authorization.k8s.io"), Risk.WRITES_RBAC, id="patch-roles"),
-    pytest.param(rule("update", "clusterroles", "rbac.authorization.k8s.io"), Risk.WRITES_RBAC, id="update-clusterroles"),
-    pytest.param(rule("delete", "clusterrolebindings", "rbac.authorization.k8s.io"), Risk.WRITES_RBAC, id="delete-crbs"),
-    pytest.param(rule("deletecollection", "roles", "rbac.authorization.k8s.io"), Risk.WRITES_RBAC, id="deletecollection-roles"),
+    pytest.param(
+        rule("update", "clusterroles", "rbac.authorization.k8s.io"),
+        Risk.WRITES_RBAC,
+        id="update-clusterroles",
+    ),
+    pytest.param(
+        rule("delete", "clusterrolebindings", "rbac.authorization.k8s.io"), Risk.WRITES_RBAC, id="delete-crbs"
+    ),
+    pytest.param(
+        rule("deletecollection", "roles", "rbac.authorization.k8s.io"),
+        Risk.WRITES_RBAC,
+        id="deletecollection-roles",
+    ),
     pytest.param(rule("bind", "clusterroles", "rbac.authorization.k8s.io"), Risk.ESCALATES, id="bind"),
     pytest.param(rule("escalate", "roles", "rbac.authorization.k8s.io"), Risk.ESCALATES, id="escalate"),
     pytest.param(rule("impersonate", "users,groups"), Risk.ESCALATES, id="impersonate"),
     pytest.param(rule("impersonate", "serviceaccounts", names="admin"), Risk.ESCALATES, id="impersonate-one"),
-    pytest.param(rule("create", "certificatesigningrequests", "certificates.k8s.io"), Risk.SIGNS_CERTIFICATES, id="create-csr"),
-    pytest.param(rule("update", "certificatesigningrequests/approval", "certificates.k8s.io"), Risk.SIGNS_CERTIFICATES, id="approve-csr"),
+    pytest.param(
+        rule("create", "certificatesigningrequests", "certificates.k8s.io"),
+        Risk.SIGNS_CERTIFICATES,
+        id="create-csr",
+    ),
+    pytest.param(
+        rule("update", "certificatesigningrequests/approval", "certificates.k8s.io"),
+        Risk.SIGNS_CERTIFICATES,
+        id="approve-csr",
+    ),
     pytest.param(
         rule("approve", "signers", "certificates.k8s.io", names="kubernetes.io/kube-apiserver-client"),
         Risk.SIGNS_CERTIFICATES,
         id="approve-signer",
     ),
     pytest.param(
-        rule("create", "mutatingwebhookconfigurations", "admissionregistration.k8s.io"), Risk.WRITES_WEBHOOKS, id="mutating-webhook"
+        rule("create", "mutatingwebhookconfigurations", "admissionregistration.k8s.io"),
+        Risk.WRITES_WEBHOOKS,
+        id="mutating-webhook",
     ),
     pytest.param(
-        rule("patch", "validatingwebhookconfigurations", "admissionregistration.k8s.io"), Risk.WRITES_WEBHOOKS, id="validating-webhook"
+        rule("patch", "validatingwebhookconfigurations", "admissionregistration.k8s.io"),
+        Risk.WRITES_WEBHOOKS,
+        id="validating-webhook",
     ),
     pytest.param(rule("*", "configmaps"), Risk.WILDCARD, id="wildcard-verb"),
     pytest.param(rule("get", "*"), Risk.WILDCARD, id="wildcard-resource"),
@@ -161,7 +219,9 @@ HARMLESS = [
     pytest.param(rule("delete", "pods"), id="delete-pods"),
     pytest.param(rule("get", "pods/log"), id="pod-logs"),
     pytest.param(rule("get", "certificatesigningrequests", "certificates.k8s.io"), id="read-csrs"),
-    pytest.param(rule("list", "validatingwebhookconfigurations", "admissionregistration.k8s.io"), id="read-webhooks"),
+    pytest.param(
+        rule("list", "validatingwebhookconfigurations", "admissionregistration.k8s.io"), id="read-webhooks"
+    ),
     pytest.param(rule("get", "*/scale", "apps"), id="any-scale"),
     pytest.param(rule("create", "pods/eviction"), id="evict"),
     pytest.param(rule("get", urls="/healthz,/metrics"), id="non-resource"),
@@ -202,27 +262,88 @@ COVERS = [
     pytest.param([DEPLOY], DEPLOY, True, id="identical"),
     pytest.param([DEPLOY], rule("delete", "deployments", "apps"), False, id="other-verb"),
     pytest.param([DEPLOY], rule("get", "deployments,statefulsets", "apps"), False, id="one-resource-missing"),
-    pytest.param([DEPLOY, rule("get", "statefulsets", "apps")], rule("get", "deployments,statefulsets", "apps"), True, id="split-across-rules"),
+    pytest.param(
+        [DEPLOY, rule("get", "statefulsets", "apps")],
+        rule("get", "deployments,statefulsets", "apps"),
+        True,
+        id="split-across-rules",
+    ),
     pytest.param([DEPLOY], rule("get", "deployments", "apps,extensions"), False, id="one-group-missing"),
     pytest.param([DEPLOY], rule("get", "deployments/scale", "apps"), False, id="subresource-not-in-resource"),
-    pytest.param([rule("get", "*/scale", "apps")], rule("get", "deployments/scale", "apps"), True, id="any-subresource-grant"),
-    pytest.param([rule("get", "deployments/scale", "apps")], rule("get", "*/scale", "apps"), False, id="requested-any-subresource"),
-    pytest.param([rule("*", "deployments", "apps")], rule("delete", "deployments", "apps"), True, id="granted-wildcard-verb"),
+    pytest.param(
+        [rule("get", "*/scale", "apps")],
+        rule("get", "deployments/scale", "apps"),
+        True,
+        id="any-subresource-grant",
+    ),
+    pytest.param(
+        [rule("get", "deployments/scale", "apps")],
+        rule("get", "*/scale", "apps"),
+        False,
+        id="requested-any-subresource",
+    ),
+    pytest.param(
+        [rule("*", "deployments", "apps")],
+        rule("delete", "deployments", "apps"),
+        True,
+        id="granted-wildcard-verb",
+    ),
     pytest.param([DEPLOY], rule("*", "deployments", "apps"), False, id="requested-wildcard-verb"),
-    pytest.param([rule("*", "deployments", "apps")], rule("*", "deployments", "apps"), True, id="wildcard-verb-by-wildcard"),
+    pytest.param(
+        [rule("*", "deployments", "apps")],
+        rule("*", "deployments", "apps"),
+        True,
+        id="wildcard-verb-by-wildcard",
+    ),
     pytest.param([DEPLOY], rule("get", "*", "apps"), False, id="requested-wildcard-resource"),
-    pytest.param([rule("get", "*", "apps")], rule("get", "*", "apps"), True, id="wildcard-resource-by-wildcard"),
+    pytest.param(
+        [rule("get", "*", "apps")], rule("get", "*", "apps"), True, id="wildcard-resource-by-wildcard"
+    ),
     pytest.param([DEPLOY], rule("get", "deployments", "*"), False, id="requested-wildcard-group"),
-    pytest.param([rule("get", "deployments", "*")], rule("get", "deployments", "apps"), True, id="granted-wildcard-group"),
+    pytest.param(
+        [rule("get", "deployments", "*")],
+        rule("get", "deployments", "apps"),
+        True,
+        id="granted-wildcard-group",
+    ),
     pytest.param([DEPLOY], rule("get", "deployments", "apps", names="web"), True, id="names-within-all"),
-    pytest.param([rule("get", "deployments", "apps", names="web,api")], rule("get", "deployments", "apps", names="web"), True, id="names-within-names"),
-    pytest.param([rule("get", "deployments", "apps", names="web")], rule("get", "deployments", "apps", names="web,api"), False, id="name-outside"),
-    pytest.param([rule("get", "deployments", "apps", names="web")], rule("get", "deployments", "apps"), False, id="all-names-by-some"),
+    pytest.param(
+        [rule("get", "deployments", "apps", names="web,api")],
+        rule("get", "deployments", "apps", names="web"),
+        True,
+        id="names-within-names",
+    ),
+    pytest.param(
+        [rule("get", "deployments", "apps", names="web")],
+        rule("get", "deployments", "apps", names="web,api"),
+        False,
+        id="name-outside",
+    ),
+    pytest.param(
+        [rule("get", "deployments", "apps", names="web")],
+        rule("get", "deployments", "apps"),
+        False,
+        id="all-names-by-some",
+    ),
     pytest.param([rule("get", urls="/healthz")], rule("get", urls="/healthz"), True, id="url-exact"),
-    pytest.param([rule("get", urls="/healthz/*")], rule("get", urls="/healthz/etcd"), True, id="url-by-prefix"),
-    pytest.param([rule("get", urls="/healthz/*")], rule("get", urls="/healthz/etcd/*"), True, id="url-prefix-by-shorter-prefix"),
-    pytest.param([rule("get", urls="/healthz/etcd")], rule("get", urls="/healthz/*"), False, id="url-prefix-by-exact"),
-    pytest.param([rule("get", urls="/healthz/etcd/*")], rule("get", urls="/healthz/*"), False, id="url-prefix-by-longer-prefix"),
+    pytest.param(
+        [rule("get", urls="/healthz/*")], rule("get", urls="/healthz/etcd"), True, id="url-by-prefix"
+    ),
+    pytest.param(
+        [rule("get", urls="/healthz/*")],
+        rule("get", urls="/healthz/etcd/*"),
+        True,
+        id="url-prefix-by-shorter-prefix",
+    ),
+    pytest.param(
+        [rule("get", urls="/healthz/etcd")], rule("get", urls="/healthz/*"), False, id="url-prefix-by-exact"
+    ),
+    pytest.param(
+        [rule("get", urls="/healthz/etcd/*")],
+        rule("get", urls="/healthz/*"),
+        False,
+        id="url-prefix-by-longer-prefix",
+    ),
     pytest.param([rule("get", urls="*")], rule("get", urls="/anything/*"), True, id="url-by-wildcard"),
     pytest.param([], rule("get", "pods"), False, id="nothing-granted"),
 ]

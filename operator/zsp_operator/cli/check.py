@@ -62,26 +62,53 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument(
-        "--policy", nargs="+", action="extend", required=True, type=Path, metavar="FILE",
+        "--policy",
+        nargs="+",
+        action="extend",
+        required=True,
+        type=Path,
+        metavar="FILE",
         help="YAML files; every AccessPolicy document in them is a candidate",
     )
-    parser.add_argument("--request", required=True, type=Path, metavar="FILE",
-                        help="YAML file holding one AccessRequest")
-    parser.add_argument("-n", "--namespace", metavar="NAMESPACE",
-                        help="namespace of the request if its file names none")
-    parser.add_argument("--namespace-labels", default="", metavar="KEY=VALUE,...",
-                        help="labels of the request's namespace, e.g. team=payments")
-    parser.add_argument("--as", dest="as_user", metavar="USER",
-                        help="the requester's username, as for kubectl --as")
-    parser.add_argument("--as-group", dest="as_groups", action="append", default=[],
-                        metavar="GROUP", help="a group of the requester (repeatable)")
     parser.add_argument(
-        "--cluster-role", nargs="+", action="extend", default=[], type=Path, metavar="FILE",
+        "--request", required=True, type=Path, metavar="FILE", help="YAML file holding one AccessRequest"
+    )
+    parser.add_argument(
+        "-n", "--namespace", metavar="NAMESPACE", help="namespace of the request if its file names none"
+    )
+    parser.add_argument(
+        "--namespace-labels",
+        default="",
+        metavar="KEY=VALUE,...",
+        help="labels of the request's namespace, e.g. team=payments",
+    )
+    parser.add_argument(
+        "--as", dest="as_user", metavar="USER", help="the requester's username, as for kubectl --as"
+    )
+    parser.add_argument(
+        "--as-group",
+        dest="as_groups",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="a group of the requester (repeatable)",
+    )
+    parser.add_argument(
+        "--cluster-role",
+        nargs="+",
+        action="extend",
+        default=[],
+        type=Path,
+        metavar="FILE",
         help="YAML files of ClusterRoles the operator's catalog holds",
     )
     parser.add_argument("--now", metavar="RFC3339", help="evaluate at this time (default: now)")
-    parser.add_argument("--break-glass-max-ttl", default="1h", metavar="DURATION",
-                        help="longest TTL a break-glass policy may grant (default 1h)")
+    parser.add_argument(
+        "--break-glass-max-ttl",
+        default="1h",
+        metavar="DURATION",
+        help="longest TTL a break-glass policy may grant (default 1h)",
+    )
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
     parser.set_defaults(func=run)
 
@@ -131,8 +158,7 @@ def read_documents(path: Path) -> list[dict[str, Any]]:
     except yaml.YAMLError as err:
         raise BadInput([f"{path}: malformed YAML: {err}"]) from err
     problems = [
-        f"{path}: document {i + 1}: expected a Kubernetes object (a mapping), "
-        f"got {type(d).__name__}"
+        f"{path}: document {i + 1}: expected a Kubernetes object (a mapping), got {type(d).__name__}"
         for i, d in enumerate(documents)
         if not isinstance(d, dict)
     ]
@@ -154,9 +180,7 @@ def _check_api_version(document: dict[str, Any], expected: str, source: str) -> 
     return [f"{source}: apiVersion: expected {expected}, got {actual or 'nothing'}"]
 
 
-def _objects(
-    paths: Sequence[Path], kind: str, api_version: str
-) -> list[tuple[str, dict[str, Any]]]:
+def _objects(paths: Sequence[Path], kind: str, api_version: str) -> list[tuple[str, dict[str, Any]]]:
     """(source, document) of every object of `kind`; other kinds in the files are skipped."""
     found, problems = [], []
     for path in paths:
@@ -208,16 +232,20 @@ def load_request(path: Path, namespace: str | None) -> AccessRequest:
     except InvalidObject as err:
         raise BadInput(err.messages) from err
     if request.metadata.namespace and namespace and request.metadata.namespace != namespace:
-        raise BadInput([
-            f"{source}: metadata.namespace is {request.metadata.namespace!r} but --namespace "
-            f"is {namespace!r}: drop one of them"
-        ])
+        raise BadInput(
+            [
+                f"{source}: metadata.namespace is {request.metadata.namespace!r} but --namespace "
+                f"is {namespace!r}: drop one of them"
+            ]
+        )
     request.metadata.namespace = request.metadata.namespace or namespace
     if not request.metadata.namespace:
-        raise BadInput([
-            f"{source}: metadata.namespace: an AccessRequest lives in the namespace where access "
-            f"is wanted: set it, or pass --namespace"
-        ])
+        raise BadInput(
+            [
+                f"{source}: metadata.namespace: an AccessRequest lives in the namespace where access "
+                f"is wanted: set it, or pass --namespace"
+            ]
+        )
     return request
 
 
@@ -285,9 +313,7 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
     return Inputs(request, policies, catalog, labels, now)
 
 
-def resolve_requester(
-    user: str | None, groups: list[str], request: AccessRequest
-) -> UserInfo | None:
+def resolve_requester(user: str | None, groups: list[str], request: AccessRequest) -> UserInfo | None:
     """The requester from --as/--as-group, else from the file's status.requester.
 
     Like the API server when impersonating: a ServiceAccount with no groups given gets its
@@ -332,9 +358,7 @@ def _headline(decision: Decision) -> str:
     return f"DENIED{closest}"
 
 
-def render_text(
-    decision: Decision, request: AccessRequest, catalog: dict[str, list[PolicyRule]]
-) -> str:
+def render_text(decision: Decision, request: AccessRequest, catalog: dict[str, list[PolicyRule]]) -> str:
     """The decision as a policy author wants to read it."""
     requester = request.status.requester
     who = "(none: pass --as, or set status.requester in the request file)"

@@ -43,9 +43,7 @@ def is_eligible(approver: UserInfo | ApprovalRecord, approvers: Sequence[Subject
     return False
 
 
-def tally(
-    records: Sequence[ApprovalRecord], policy: AccessPolicySpec, requester: UserInfo | None
-) -> Tally:
+def tally(records: Sequence[ApprovalRecord], policy: AccessPolicySpec, requester: UserInfo | None) -> Tally:
     """Count approvals: distinct eligible approvers, never the requester unless allowed.
 
     One deny from an eligible approver denies the request, even after that approver approved:
@@ -62,9 +60,7 @@ def tally(
             ignored.append((user, NOT_ELIGIBLE))
         elif record.decision == "deny":
             denied_by = denied_by or user
-        elif requester is not None and user == requester.username and not (
-            approval.allow_self_approval
-        ):
+        elif requester is not None and user == requester.username and not (approval.allow_self_approval):
             ignored.append((user, SELF_APPROVAL))
         elif user in counted:
             ignored.append((user, DUPLICATE))

@@ -110,9 +110,7 @@ def _grant_covers_path(grant: PolicyRule, path: str) -> bool:
     return _path_matches(grant, path)
 
 
-def _covered_once(
-    grant: PolicyRule, verb: str, group: str, resource: str, names: Sequence[str]
-) -> bool:
+def _covered_once(grant: PolicyRule, verb: str, group: str, resource: str, names: Sequence[str]) -> bool:
     # The matchers treat a requested `*` as a literal, so it only meets a granted `*`.
     base, sub = _split_resource(resource)
     return (
@@ -133,8 +131,7 @@ def covers(granted: Sequence[PolicyRule], requested: PolicyRule) -> bool:
         for group in requested.api_groups:
             for resource in requested.resources:
                 if not any(
-                    _covered_once(g, verb, group, resource, requested.resource_names)
-                    for g in granted
+                    _covered_once(g, verb, group, resource, requested.resource_names) for g in granted
                 ):
                     return False
         for path in requested.non_resource_ur_ls:
@@ -165,18 +162,14 @@ _WHY: Mapping[Risk, str] = {
     Risk.WILDCARD: "it uses `*`, which grants whatever exists now or is added later, "
     "so it cannot be shown to be safe",
     Risk.MINTS_TOKENS: "it can mint ServiceAccount tokens that outlive the grant",
-    Risk.RUNS_WORKLOADS: (
-        "it can create workloads that run as another ServiceAccount and outlive the grant"
-    ),
+    Risk.RUNS_WORKLOADS: ("it can create workloads that run as another ServiceAccount and outlive the grant"),
     Risk.ENTERS_PODS: "it can run commands inside pods and use their ServiceAccount tokens",
     Risk.READS_SECRETS: "it can read Secrets, including ServiceAccount token Secrets",
     Risk.WRITES_SECRETS: "it can write Secrets, including planting ServiceAccount token Secrets",
     Risk.WRITES_RBAC: "it can write RBAC objects and so grant itself standing access",
     Risk.ESCALATES: "it can bind, escalate or impersonate beyond its own permissions",
     Risk.SIGNS_CERTIFICATES: "it can obtain signed client certificates that outlive the grant",
-    Risk.WRITES_WEBHOOKS: (
-        "it can write admission webhooks that intercept or rewrite every later request"
-    ),
+    Risk.WRITES_WEBHOOKS: ("it can write admission webhooks that intercept or rewrite every later request"),
 }
 
 _WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
@@ -209,9 +202,7 @@ _PROBES: Mapping[Risk, tuple[Attributes, ...]] = {
     ),
     Risk.READS_SECRETS: tuple(Attributes(v, "", "secrets") for v in ("get", "list", "watch")),
     Risk.WRITES_SECRETS: tuple(Attributes(v, "", "secrets") for v in ("create", "update", "patch")),
-    Risk.WRITES_RBAC: tuple(
-        Attributes(v, _RBAC_GROUP, r) for v in _WRITE_VERBS for r in _RBAC_RESOURCES
-    ),
+    Risk.WRITES_RBAC: tuple(Attributes(v, _RBAC_GROUP, r) for v in _WRITE_VERBS for r in _RBAC_RESOURCES),
     Risk.SIGNS_CERTIFICATES: (
         Attributes("create", _CERT_GROUP, "certificatesigningrequests"),
         Attributes("update", _CERT_GROUP, "certificatesigningrequests", "approval"),
