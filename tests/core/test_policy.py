@@ -226,6 +226,14 @@ CHECKS: list[Any] = [
         "grants nothing without apiGroups and resources",
         id="rules-without-groups",
     ),
+    pytest.param(
+        {"permissions.0.rules": [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]},
+        {},
+        {},
+        'rule 0 of permission "deploy" {verbs: [get], nonResourceURLs: [/metrics]} has nonResourceURLs, '
+        "which a grant's namespaced Role cannot hold: remove them from policy",
+        id="permission-non-resource",
+    ),
     # TTL
     pytest.param({}, {"ttl": "1h"}, {}, None, id="ttl-at-max"),
     pytest.param(

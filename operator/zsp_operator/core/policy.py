@@ -239,7 +239,7 @@ def _check_grantee(inputs: _Inputs, ev: _Evaluation) -> None:
     if spec.delivery is None:
         ev.mismatches.append(
             "spec.delivery is missing: an ephemeral grantee's kubeconfig needs a Secret to go "
-            "to; set spec.delivery.namespace and spec.delivery.secretName"
+            "to, so set spec.delivery.namespace and spec.delivery.secretName"
         )
     elif spec.delivery.namespace not in ephemeral.delivery_namespaces:
         ev.mismatches.append(
@@ -260,7 +260,12 @@ def _check_named_permission(inputs: _Inputs, ev: _Evaluation, wanted: str) -> No
     ev.permission = wanted
     if permission.rules is not None:
         ev.rules = tuple(permission.rules)
-        _check_persistence(ev, permission.rules, lambda i: f'rule {i} of permission "{wanted}"')
+
+        def where(index: int) -> str:
+            return f'rule {index} of permission "{wanted}"'
+
+        _check_role_rules(ev, permission.rules, where, f'policy "{ev.name}"')
+        _check_persistence(ev, permission.rules, where)
         return
     role = permission.cluster_role or ""
     ev.cluster_role = role
@@ -285,25 +290,34 @@ def _granted_rules(inputs: _Inputs, ev: _Evaluation) -> list[PolicyRule]:
     return granted
 
 
+def _check_role_rules(ev: _Evaluation, rules: Sequence[PolicyRule], where: _Where, fix: str) -> None:
+    """Rules the grant's namespaced Role could not hold, or that would grant nothing."""
+    for index, rule in enumerate(rules):
+        if rule.non_resource_ur_ls:
+            ev.mismatches.append(
+                f"{where(index)} {describe_rule(rule)} has nonResourceURLs, which a grant's "
+                f"namespaced Role cannot hold: remove them from {fix}"
+            )
+        elif not rule.api_groups or not rule.resources:
+            ev.mismatches.append(
+                f"{where(index)} {describe_rule(rule)} grants nothing without apiGroups and "
+                f'resources: set both in {fix} (apiGroups: [""] is the core group)'
+            )
+
+
 def _check_explicit_rules(inputs: _Inputs, ev: _Evaluation, rules: Sequence[PolicyRule]) -> None:
     ev.rules = tuple(rules)
     granted = _granted_rules(inputs, ev)
     names = _listing([p.name for p in ev.policy.spec.permissions])
+    _check_role_rules(ev, rules, lambda i: f"spec.rules[{i}]", "the request")
     for index, rule in enumerate(rules):
-        where = f"spec.rules[{index}] {describe_rule(rule)}"
-        if rule.non_resource_ur_ls:
+        if rule.non_resource_ur_ls or not rule.api_groups or not rule.resources:
+            continue  # already reported as malformed
+        if not covers(granted, rule):
             ev.mismatches.append(
-                f"{where} has nonResourceURLs, which a grant's namespaced Role cannot hold: remove them"
-            )
-        elif not rule.api_groups or not rule.resources:
-            ev.mismatches.append(
-                f"{where} grants nothing without apiGroups and resources: set both "
-                f'(apiGroups: [""] is the core group)'
-            )
-        elif not covers(granted, rule):
-            ev.mismatches.append(
-                f'{where} is not covered by the permissions of policy "{ev.name}" ({names}): '
-                f"narrow it to what they grant, or name one of them in spec.permission"
+                f"spec.rules[{index}] {describe_rule(rule)} is not covered by the permissions of "
+                f'policy "{ev.name}" ({names}): narrow it to what they grant, or name one of them '
+                f"in spec.permission"
             )
     _check_persistence(ev, rules, lambda i: f"spec.rules[{i}]")
 
