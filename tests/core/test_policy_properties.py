@@ -226,7 +226,7 @@ scenarios = policies().flatmap(
 )
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(scenarios)
 def test_decisions_are_well_formed(scenario: tuple[Any, ...]) -> None:
     req, pols, live, catalog, cap = scenario
@@ -249,7 +249,7 @@ def test_decisions_are_well_formed(scenario: tuple[Any, ...]) -> None:
     assert (decision.outcome is Outcome.ALLOWED) == (decision.approvals_required == 0)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(scenarios, st.randoms(use_true_random=False))
 def test_policy_order_does_not_matter(scenario: tuple[Any, ...], rnd: Any) -> None:
     req, pols, live, catalog, cap = scenario
