@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import ssl
 import uuid
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from zsp_operator.sim.patch import PatchError, json_patch
 from zsp_operator.sim.resources import ResourceType
 from zsp_operator.sim.selectors import label_selector_object_matches
 from zsp_operator.sim.store import Store
+
+log = logging.getLogger(__name__)
 
 ADMISSION_GROUP = "admissionregistration.k8s.io"
 DEFAULT_TIMEOUT_SECONDS = 10
@@ -163,6 +166,8 @@ class Admission:
         """The webhook's `response`; None when a failure is ignored; raises on denial."""
         name = hook.get("name", "")
         review = request.review()
+        log.debug("calling webhook %s: %s %s/%s %s", name, request.operation, request.rtype.plural,
+                  request.subresource, request.name)
         try:
             response = await self._post(hook, review)
             if response.get("uid") != review["request"]["uid"]:
@@ -174,6 +179,7 @@ class Admission:
                 return None
             raise internal(f'failed calling webhook "{name}": {error}') from error
         if not response.get("allowed"):
+            log.debug("webhook %s denied the request: %s", name, response.get("status"))
             raise denial(name, response.get("status") or {})
         return response
 

@@ -94,7 +94,7 @@ class ApiHandler:
         self.bookmark_interval = bookmark_interval
         self.server_address = server_address
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
             return await self._handle(request)
         except E.ApiError as error:

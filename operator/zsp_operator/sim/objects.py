@@ -25,7 +25,7 @@ from zsp_operator.sim.patch import PatchError, json_patch, merge_patch
 from zsp_operator.sim.resources import Registry, ResourceType
 from zsp_operator.sim.schema import apply_defaults, prune, validate, version_schema
 from zsp_operator.sim.store import Obj, Store
-from zsp_operator.sim.validation import builtin_errors, finalizer_errors, name_errors
+from zsp_operator.sim.validation import apply_builtin_defaults, builtin_errors, finalizer_errors, name_errors
 
 _SYSTEM_FIELDS = (
     "uid",
@@ -214,6 +214,7 @@ class Objects:
         if rtype.has_status:
             obj.pop("status", None)
         self._prepare_create(rtype, obj)
+        apply_builtin_defaults(rtype, obj)
         self._schema(ctx, rtype, obj, report=True)
 
         request = AdmissionRequest(
@@ -345,6 +346,7 @@ class Objects:
         self, ctx: RequestContext, rtype: ResourceType, current: Obj, new: Obj, subresource: str
     ) -> Obj:
         new = self._merge_system_fields(rtype, current, new, subresource)
+        apply_builtin_defaults(rtype, new)
         self._schema(ctx, rtype, new, report=True)
         meta = current["metadata"]
         request = AdmissionRequest(

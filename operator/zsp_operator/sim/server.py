@@ -72,11 +72,11 @@ class SimServer:
         handler = ApiHandler(self.objects, self.deleter, self.reviews, self.authenticator, self.authorizer,
                              self._bookmark_interval, f"{self.host}:{self.port}")
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", handler)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        app.router.add_route("*", "/{tail:.*}", handler.handle)
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         ssl_context = self.certificate.server_context() if self.certificate else None
-        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1.0, ssl_context=ssl_context)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_context)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
@@ -130,6 +130,11 @@ class SimServer:
     def url(self) -> str:
         scheme = "https" if self.certificate else "http"
         return f"{scheme}://{self.host}:{self.port}"
+
+    @property
+    def has_garbage_collector(self) -> bool:
+        """Dependents are collected here, as with a kube-controller-manager (envtest may lack one)."""
+        return True
 
     @property
     def ca_pem(self) -> bytes | None:

@@ -7,6 +7,7 @@ built-in kinds are kept, whatever `fieldValidation` says.
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
@@ -166,3 +167,15 @@ def finalizer_errors(old: dict[str, Any], new: dict[str, Any]) -> list[FieldErro
             f"found new finalizers []string{{{listed}}}",
         )
     ]
+
+
+def apply_builtin_defaults(rtype: ResourceType, obj: dict[str, Any]) -> None:
+    """What decoding and defaulting do for built-in kinds we model, in place."""
+    if rtype.group == "" and rtype.plural == "secrets":
+        # stringData is write-only: merged into data (base64) before anything else sees it.
+        string_data = obj.pop("stringData", None) or {}
+        if string_data:
+            data = obj.setdefault("data", {})
+            for key, value in string_data.items():
+                data[key] = base64.b64encode(str(value).encode()).decode()
+        obj.setdefault("type", "Opaque")
