@@ -20,15 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tiers import Cluster
 
+from tiers import Cluster
 from zsp_operator.config import Settings
 from zsp_operator.controller import Controller
 from zsp_operator.core import constants as c
-from zsp_operator.kube import Kube, KubeError, Unauthorized
+from zsp_operator.kube import AlreadyExists, Kube, KubeError, Unauthorized
 from zsp_operator.kube.resources import (
     ACCESS_POLICIES,
     ACCESS_REQUESTS,
+    CLUSTER_ROLE_BINDINGS,
+    CLUSTER_ROLES,
     NAMESPACES,
     ROLE_BINDINGS,
     ROLES,
@@ -62,10 +64,8 @@ async def running_operator(
     **overrides: Any,
 ) -> AsyncIterator[Operator]:
     """Start the operator (webhooks included) and stop it cleanly afterwards."""
-    settings = Settings(
-        dev=True, webhook_port=0, metrics_port=0, health_port=0, standalone=True, **overrides
-    )
-    kube = await Kube.from_dict(cluster.kubeconfig())
+    settings = Settings(dev=True, webhook_port=0, metrics_port=0, health_port=0, standalone=True, **overrides)
+    kube = await Kube.from_dict(cluster.kubeconfig(await operator_token(cluster)))
     if wrap is not None:
         kube = wrap(kube)
     audit = io.StringIO()
@@ -73,12 +73,36 @@ async def running_operator(
     stop = asyncio.Event()
     task = asyncio.create_task(run_operator(settings, controller=controller, stop_flag=stop))
     try:
-        await _wait_for_webhooks(kube, task)
+        async with await Kube.from_dict(cluster.kubeconfig()) as admin:
+            await _wait_for_webhooks(admin, task)
         yield Operator(controller, kube, audit)
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
         await kube.close()
+
+
+OPERATOR_RBAC = Path(__file__).resolve().parent.parent / "deploy" / "operator-rbac.yaml"
+OPERATOR_USER = "system:serviceaccount:zsp-system:zsp-operator"
+
+
+async def operator_token(cluster: Cluster) -> str:
+    """Install the operator's own identity and least-privilege RBAC; return a token for it.
+
+    The operator never runs as admin in a story: a permission missing from
+    deploy/operator-rbac.yaml fails the story that needs it.
+    """
+    async with await Kube.from_dict(cluster.kubeconfig()) as admin:
+        for doc in yaml.safe_load_all(OPERATOR_RBAC.read_text()):
+            res = {
+                "Namespace": NAMESPACES,
+                "ServiceAccount": SERVICE_ACCOUNTS,
+                "ClusterRole": CLUSTER_ROLES,
+                "ClusterRoleBinding": CLUSTER_ROLE_BINDINGS,
+            }[doc["kind"]]
+            with contextlib.suppress(AlreadyExists):
+                await admin.create(res, doc)
+        return await token_for(admin, "zsp-system", "zsp-operator", seconds=3600)
 
 
 async def _wait_for_webhooks(kube: Kube, task: asyncio.Task[None], within: float = 30) -> None:
@@ -121,7 +145,19 @@ def renamed_namespaces(docs: Iterable[dict[str, Any]], suffix: str) -> list[dict
     return result
 
 
-RESOURCES = {r.kind: r for r in (NAMESPACES, SERVICE_ACCOUNTS, SECRETS, ROLES, ROLE_BINDINGS, ACCESS_POLICIES, ACCESS_REQUESTS, TASK_GRANTS)}
+RESOURCES = {
+    r.kind: r
+    for r in (
+        NAMESPACES,
+        SERVICE_ACCOUNTS,
+        SECRETS,
+        ROLES,
+        ROLE_BINDINGS,
+        ACCESS_POLICIES,
+        ACCESS_REQUESTS,
+        TASK_GRANTS,
+    )
+}
 
 
 async def apply(kube: Kube, docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -157,7 +193,9 @@ async def phase_of(kube: Kube, namespace: str, name: str) -> str | None:
     return ((body or {}).get("status") or {}).get("phase")
 
 
-async def wait_for_phase(kube: Kube, namespace: str, name: str, *phases: str, within: float = 15) -> dict[str, Any]:
+async def wait_for_phase(
+    kube: Kube, namespace: str, name: str, *phases: str, within: float = 15
+) -> dict[str, Any]:
     async def reached() -> dict[str, Any] | None:
         body = await kube.get(ACCESS_REQUESTS, name, namespace)
         phase = ((body or {}).get("status") or {}).get("phase")
@@ -167,19 +205,27 @@ async def wait_for_phase(kube: Kube, namespace: str, name: str, *phases: str, wi
         result: dict[str, Any] = await eventually(reached, within=within)
     except AssertionError:
         body = await kube.get(ACCESS_REQUESTS, name, namespace)
-        raise AssertionError(f"{namespace}/{name} never reached {phases}; status: {(body or {}).get('status')}") from None
+        raise AssertionError(
+            f"{namespace}/{name} never reached {phases}; status: {(body or {}).get('status')}"
+        ) from None
     return result
 
 
 async def token_for(kube: Kube, namespace: str, name: str, seconds: int = 600) -> str:
     """A fresh token for an existing ServiceAccount (the grantee's own credentials)."""
-    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": seconds}}
+    body = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": seconds},
+    }
     result = await kube.post(SERVICE_ACCOUNTS, name, "token", body, namespace)
     token: str = result["status"]["token"]
     return token
 
 
-async def can(cluster: Cluster, token: str, verb: str, resource: str, namespace: str, group: str = "") -> bool | None:
+async def can(
+    cluster: Cluster, token: str, verb: str, resource: str, namespace: str, group: str = ""
+) -> bool | None:
     """Ask the API server, *as the bearer of `token`*, whether it may do this.
 
     None means the token no longer authenticates at all (its identity is gone).
@@ -187,7 +233,9 @@ async def can(cluster: Cluster, token: str, verb: str, resource: str, namespace:
     review = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SelfSubjectAccessReview",
-        "spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": resource, "namespace": namespace}},
+        "spec": {
+            "resourceAttributes": {"verb": verb, "group": group, "resource": resource, "namespace": namespace}
+        },
     }
     async with await Kube.from_dict(cluster.kubeconfig(token)) as as_grantee:
         try:
@@ -202,7 +250,9 @@ async def managed_objects(kube: Kube, namespaces: Iterable[str]) -> list[str]:
     found = []
     for namespace in namespaces:
         for res in (ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, SECRETS, TASK_GRANTS):
-            for obj in await kube.list(res, namespace, label_selector=f"{c.LABEL_MANAGED_BY}={c.OPERATOR_NAME}"):
+            for obj in await kube.list(
+                res, namespace, label_selector=f"{c.LABEL_MANAGED_BY}={c.OPERATOR_NAME}"
+            ):
                 found.append(f"{res.kind} {namespace}/{obj['metadata']['name']}")
     return found
 

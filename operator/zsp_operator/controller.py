@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -112,6 +113,8 @@ class Controller:
         self._revocations: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.identity: str | None = None  # our own username, from the API server
+        # Grants already reported as ended: late watch events must not bring them back.
+        self._ended: OrderedDict[str, None] = OrderedDict()
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -293,6 +296,8 @@ class Controller:
         try:
             issued = await self.grants.issue(request, decision)
         except IssueError as err:
+            if err.grant_uid:
+                self._ended[err.grant_uid] = None  # never live: nothing to report as revoked
             await self._fail(request, err.step, err.message)
             return
         except KubeError as err:
@@ -430,8 +435,19 @@ class Controller:
         lag = (binding_gone - grant.spec.expires_at).total_seconds() if reason == c.REASON_EXPIRED else None
         await self._end_request(grant, reason, message, binding_gone, lag)  # type: ignore[arg-type]
         await self.grants.delete_grant(grant)
-        if self.view.drop_grant(grant.metadata.uid) is not None:
-            await self.observer.revoked(grant, reason, message, lag, grant.status.token_credential_id)
+        await self._forget(grant, reason, message, lag)
+
+    async def _forget(self, grant: TaskGrant, reason: str, message: str, lag: float | None) -> None:
+        """Drop an ended grant from the view and report it, exactly once."""
+        uid = grant.metadata.uid
+        self.view.drop_grant(uid)
+        self.expiry.disarm(uid)
+        if uid in self._ended:
+            return
+        self._ended[uid] = None
+        while len(self._ended) > 10_000:
+            self._ended.popitem(last=False)
+        await self.observer.revoked(grant, reason, message, lag, grant.status.token_credential_id)
 
     async def _end_request(
         self, grant: TaskGrant, reason: EndReason, message: str, at: datetime, lag: float | None
@@ -463,9 +479,7 @@ class Controller:
         else:
             reason, message = c.REASON_REVOKED, "the TaskGrant was deleted"
         await self._end_request(grant, reason, message, self.clock(), None)  # type: ignore[arg-type]
-        self.expiry.disarm(grant.metadata.uid)
-        if self.view.drop_grant(grant.metadata.uid) is not None:
-            await self.observer.revoked(grant, reason, message, None, grant.status.token_credential_id)
+        await self._forget(grant, reason, message, None)
 
     # -- drift: policies, namespaces, identities, tasks ------------------------------------
 
@@ -555,6 +569,9 @@ class Controller:
                 return
 
     def grant_seen(self, body: dict[str, Any]) -> None:
+        uid = body.get("metadata", {}).get("uid", "")
+        if uid in self._ended or body.get("metadata", {}).get("deletionTimestamp"):
+            return  # ending or ended: its finalizer handler finishes it
         grant = self.view.put_grant(body)
         if (
             grant is not None

@@ -48,10 +48,11 @@ TEARDOWN_ORDER = (ROLE_BINDINGS, SERVICE_ACCOUNTS, ROLES, SECRETS)
 class IssueError(Exception):
     """Issuance failed at `step`; everything created before it has been removed."""
 
-    def __init__(self, step: str, message: str) -> None:
+    def __init__(self, step: str, message: str, grant_uid: str | None = None) -> None:
         super().__init__(f"{step}: {message}")
         self.step = step
         self.message = message
+        self.grant_uid = grant_uid
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ class GrantService:
         except (KubeError, IssueError, ValueError) as err:
             message = err.message if isinstance(err, KubeError | IssueError) else str(err)
             await self.remove_everything(grant)
-            raise IssueError(step, f"creating the {step} failed: {message}") from err
+            raise IssueError(step, f"creating the {step} failed: {message}", grant.metadata.uid) from err
         return Issued(grant, tuple(objects), token_id, token_expiry)
 
     async def _create_grant(self, request: AccessRequest, decision: Decision) -> TaskGrant:

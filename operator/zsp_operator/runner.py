@@ -19,10 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zsp_operator.config import Settings
 from zsp_operator.controller import Clock, Controller, utcnow
-from zsp_operator.core.constants import GROUP
 from zsp_operator.handlers import build_registry
-from zsp_operator.kube import Kube, KubeError
-from zsp_operator.kube.resources import MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS
+from zsp_operator.kube import Kube
 from zsp_operator.observe import AuditLog, Metrics, Observer
 
 log = logging.getLogger(__name__)
@@ -87,7 +85,8 @@ async def run_operator(
                 namespaces=namespaces,
                 standalone=settings.standalone,
                 priority=settings.priority,
-                peering_name=settings.peering,
+                # A peering name makes kopf wait for its peering CRD: only when replicas coordinate.
+                peering_name=None if settings.standalone else settings.peering,
                 liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz"
                 if settings.health_port
                 else None,
@@ -95,17 +94,6 @@ async def run_operator(
                 ready_flag=ready_flag,
             )
     finally:
-        if settings.dev:
-            await remove_dev_webhooks(controller.kube)
         if owned:
             await controller.kube.close()
 
-
-async def remove_dev_webhooks(kube: Kube) -> None:
-    """`--dev` registered webhooks pointing at this process; with failurePolicy Fail they
-    would block every AccessRequest once it exits, so they leave with it."""
-    for res in (MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS):
-        try:
-            await kube.delete(res, GROUP)
-        except KubeError as err:
-            log.warning("could not remove %s %s: %s", res.kind, GROUP, err)
