@@ -15,7 +15,6 @@ from typing import Any
 
 from harness import apply
 from tiers import Cluster
-
 from zsp_operator.core import constants as c
 from zsp_operator.kube import Kube
 from zsp_operator.kube.resources import ACCESS_POLICIES, ACCESS_REQUESTS, NAMESPACES
@@ -45,7 +44,13 @@ class World:
             "permissions": [
                 {
                     "name": "deploy",
-                    "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "patch", "update"]}],
+                    "rules": [
+                        {
+                            "apiGroups": ["apps"],
+                            "resources": ["deployments"],
+                            "verbs": ["get", "list", "patch", "update"],
+                        }
+                    ],
                 },
                 {"name": "read-only", "clusterRole": "view"},
             ],
@@ -53,11 +58,18 @@ class World:
             "maxTTL": "1h",
         }
         body.update(spec)
-        return {"apiVersion": c.API_VERSION, "kind": c.KIND_POLICY, "metadata": {"name": self.policy}, "spec": body}
+        return {
+            "apiVersion": c.API_VERSION,
+            "kind": c.KIND_POLICY,
+            "metadata": {"name": self.policy},
+            "spec": body,
+        }
 
     def request(self, name: str, *, ephemeral: bool = False, **spec: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "grantee": {"ephemeral": {}} if ephemeral else {"serviceAccount": {"namespace": self.ci, "name": "deployer"}},
+            "grantee": {"ephemeral": {}}
+            if ephemeral
+            else {"serviceAccount": {"namespace": self.ci, "name": "deployer"}},
             "permission": "deploy",
             "reason": f"story {self.id}: deploy build 4711",
         }
