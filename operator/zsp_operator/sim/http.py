@@ -26,6 +26,11 @@ from zsp_operator.sim.watch import serve_watch
 log = logging.getLogger(__name__)
 
 _PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+_TRUE = ("1", "t", "T", "true", "TRUE", "True")  # Go's strconv.ParseBool
+
+
+def parse_bool(value: str | None) -> bool:
+    return value in _TRUE
 ANONYMOUS = UserInfo("system:anonymous", groups=("system:unauthenticated",))
 
 
@@ -60,7 +65,7 @@ def parse_resource_path(method: str, path: str, query: Any) -> ResourceRequest |
     resource = rest[0]
     name = rest[1] if len(rest) > 1 else ""
     subresource = rest[2] if len(rest) > 2 else ""
-    watching = query.get("watch") in ("true", "1")
+    watching = parse_bool(query.get("watch"))
     verb = {
         "GET": ("watch" if watching else "get") if name else ("watch" if watching else "list"),
         "HEAD": "get" if name else "list",

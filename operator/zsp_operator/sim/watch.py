@@ -16,6 +16,8 @@ from zsp_operator.sim.objects import present
 from zsp_operator.sim.resources import ResourceType
 from zsp_operator.sim.store import Obj, Store, TooOld, Watcher
 
+_TRUE = ("1", "t", "T", "true", "TRUE", "True")  # Go's strconv.ParseBool
+
 
 def _line(event_type: str, obj: Obj) -> bytes:
     return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
@@ -44,8 +46,8 @@ async def serve_watch(
     """
     query = request.query
     since_text = query.get("resourceVersion", "")
-    bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
-    initial_end = query.get("sendInitialEvents") in ("true", "1")
+    bookmarks = query.get("allowWatchBookmarks") in _TRUE
+    initial_end = query.get("sendInitialEvents") in _TRUE
     timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None
     deadline = time.monotonic() + timeout if timeout else None
 
