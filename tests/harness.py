@@ -12,7 +12,6 @@ import contextlib
 import io
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,7 +24,8 @@ from tiers import Cluster
 from zsp_operator.config import Settings
 from zsp_operator.controller import Controller
 from zsp_operator.core import constants as c
-from zsp_operator.kube import AlreadyExists, Kube, KubeError, Unauthorized
+from zsp_operator.kube import AlreadyExists, Kube
+from zsp_operator.kube.identity import may_as, request_token, wait_for_webhooks
 from zsp_operator.kube.resources import (
     ACCESS_POLICIES,
     ACCESS_REQUESTS,
@@ -35,7 +35,6 @@ from zsp_operator.kube.resources import (
     ROLE_BINDINGS,
     ROLES,
     SECRETS,
-    SELF_SUBJECT_ACCESS_REVIEWS,
     SERVICE_ACCOUNTS,
     TASK_GRANTS,
     Resource,
@@ -105,28 +104,15 @@ async def operator_token(cluster: Cluster) -> str:
         return await token_for(admin, "zsp-system", "zsp-operator", seconds=3600)
 
 
-async def _wait_for_webhooks(kube: Kube, task: asyncio.Task[None], within: float = 30) -> None:
-    """Ready when a dry-run AccessRequest comes back stamped with its requester."""
-    probe = {
-        "apiVersion": c.API_VERSION,
-        "kind": c.KIND_REQUEST,
-        "metadata": {"name": f"probe-{uuid.uuid4().hex[:6]}", "namespace": "default"},
-        "spec": {"grantee": {"ephemeral": {}}, "permission": "probe", "reason": "readiness probe"},
-    }
-    deadline = time.monotonic() + within
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if task.done():
-            task.result()  # raises what stopped the operator
-            raise RuntimeError("the operator exited before it was ready")
-        try:
-            created = await kube.create(ACCESS_REQUESTS, probe, dry_run=True)
-            if c.ANNOTATION_REQUESTER in (created["metadata"].get("annotations") or {}):
-                return
-        except KubeError as err:
-            last = err
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"webhooks not serving after {within}s: {last}")
+async def _wait_for_webhooks(admin: Kube, task: asyncio.Task[None], within: float = 30) -> None:
+    """Ready when the webhooks answer; fail at once if the operator stopped instead."""
+    waiting = asyncio.ensure_future(wait_for_webhooks(admin, within))
+    done, _ = await asyncio.wait({waiting, task}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        waiting.cancel()
+        task.result()  # raises what stopped the operator
+        raise RuntimeError("the operator exited before it was ready")
+    waiting.result()
 
 
 # --- manifests ------------------------------------------------------------------------------
@@ -213,14 +199,7 @@ async def wait_for_phase(
 
 async def token_for(kube: Kube, namespace: str, name: str, seconds: int = 600) -> str:
     """A fresh token for an existing ServiceAccount (the grantee's own credentials)."""
-    body = {
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {"expirationSeconds": seconds},
-    }
-    result = await kube.post(SERVICE_ACCOUNTS, name, "token", body, namespace)
-    token: str = result["status"]["token"]
-    return token
+    return await request_token(kube, namespace, name, seconds)
 
 
 async def can(
@@ -230,19 +209,7 @@ async def can(
 
     None means the token no longer authenticates at all (its identity is gone).
     """
-    review = {
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SelfSubjectAccessReview",
-        "spec": {
-            "resourceAttributes": {"verb": verb, "group": group, "resource": resource, "namespace": namespace}
-        },
-    }
-    async with await Kube.from_dict(cluster.kubeconfig(token)) as as_grantee:
-        try:
-            result = await as_grantee.create(SELF_SUBJECT_ACCESS_REVIEWS, review)
-        except Unauthorized:
-            return None
-    return bool(result["status"].get("allowed"))
+    return await may_as(cluster.kubeconfig(token), verb, resource, namespace, group)
 
 
 async def managed_objects(kube: Kube, namespaces: Iterable[str]) -> list[str]:
