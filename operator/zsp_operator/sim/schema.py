@@ -50,7 +50,10 @@ def _preserves(schema: Schema) -> bool:
 
 
 def prune(value: Any, schema: Schema, path: str = "") -> list[str]:
-    """Drop fields the schema does not declare, in place; return their paths."""
+    """Drop fields the schema does not declare, in place; return their paths.
+
+    Nulls of non-nullable properties are dropped silently (defaulting may then fill them).
+    """
     dropped: list[str] = []
     if isinstance(value, dict):
         properties = schema.get("properties")
@@ -59,6 +62,9 @@ def prune(value: Any, schema: Schema, path: str = "") -> list[str]:
             if not path and key in _ROOT_KEPT:
                 continue
             if properties is not None and key in properties:
+                if value[key] is None and not properties[key].get("nullable"):
+                    del value[key]
+                    continue
                 dropped += prune(value[key], properties[key], _child(path, key))
             elif isinstance(additional, dict):
                 dropped += prune(value[key], additional, _child(path, key))
