@@ -15,6 +15,7 @@ from zsp_operator import __version__
 
 # Modules that contribute sub-commands, in the order `zsp --help` lists them.
 COMMAND_MODULES = (
+    "demo",
     "run",
     "check",
     "crds",

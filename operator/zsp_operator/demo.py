@@ -1,0 +1,304 @@
+"""`zsp demo`: the whole story on the built-in in-memory API server (or a real cluster).
+
+It applies examples/, runs the operator in-process as its own least-privilege identity,
+and prints a timeline: request, decision, issuance, the grant working (asked of the API
+server with the grantee's own token), the end (task done, TTL), the identity refused,
+and nothing left behind. It exits 0 only if every step behaved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from zsp_operator.config import Settings
+from zsp_operator.core import constants as c
+from zsp_operator.core.manifests import MANAGED_SELECTOR
+from zsp_operator.crdgen import build_crds
+from zsp_operator.kube import AlreadyExists, Kube, KubeError
+from zsp_operator.kube.identity import may_as, request_token, wait_for_webhooks
+from zsp_operator.kube.resources import (
+    ACCESS_POLICIES,
+    ACCESS_REQUESTS,
+    BY_KIND,
+    ROLE_BINDINGS,
+    ROLES,
+    SECRETS,
+    SERVICE_ACCOUNTS,
+    TASK_GRANTS,
+)
+from zsp_operator.runner import build_controller, run_operator
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+OPERATOR_RBAC = REPO / "deploy" / "operator-rbac.yaml"
+TARGET, CI = "payments-staging", "ci"
+
+
+class StepFailed(Exception):
+    pass
+
+
+@dataclass
+class Timeline:
+    """Prints each step with the seconds since the start; remembers whether all behaved."""
+
+    out: TextIO
+    started: float = field(default_factory=time.monotonic)
+    steps: int = 0
+
+    def say(self, tag: str, text: str) -> None:
+        self.steps += 1
+        print(f"[{time.monotonic() - self.started:6.2f}s] {tag:<9} {text}", file=self.out, flush=True)
+
+    def check(self, ok: bool, tag: str, text: str) -> None:
+        if not ok:
+            print(
+                f"[{time.monotonic() - self.started:6.2f}s] FAILED    {tag}: {text}",
+                file=self.out,
+                flush=True,
+            )
+            raise StepFailed(f"{tag}: {text}")
+        self.say(tag, text)
+
+
+def _docs(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+
+
+async def _apply(kube: Kube, docs: list[dict[str, Any]]) -> None:
+    """Create each object; one that exists already is left as it is."""
+    for doc in docs:
+        res = BY_KIND[doc["kind"]]
+        with contextlib.suppress(AlreadyExists):
+            await kube.create(res, doc)
+
+
+async def _phase(kube: Kube, name: str, *phases: str, within: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while True:
+        body = await kube.get(ACCESS_REQUESTS, name, TARGET) or {}
+        if (body.get("status") or {}).get("phase") in phases:
+            return body
+        if time.monotonic() > deadline:
+            raise StepFailed(f"{name} never reached {'/'.join(phases)}; status: {body.get('status')}")
+        await asyncio.sleep(0.05)
+
+
+async def _until(check: Callable[[], Any], within: float = 10) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def _leftovers(kube: Kube) -> list[str]:
+    found = []
+    for res in (ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, SECRETS, TASK_GRANTS):
+        for namespace in (TARGET, CI):
+            for obj in await kube.list(res, namespace, label_selector=MANAGED_SELECTOR):
+                found.append(f"{res.kind} {namespace}/{obj['metadata']['name']}")
+    return found
+
+
+def _request(path: Path, **spec: Any) -> dict[str, Any]:
+    body = _docs(path)[0]
+    body["spec"].update(spec)
+    return body
+
+
+@contextlib.asynccontextmanager
+async def _operator(
+    admin: Kube, kubeconfig: Callable[[str], dict[str, Any]], audit: TextIO
+) -> AsyncIterator[None]:
+    """The operator in this process, as ServiceAccount zsp-system/zsp-operator."""
+    await _apply(admin, _docs(OPERATOR_RBAC))
+    token = await request_token(admin, "zsp-system", "zsp-operator", seconds=3600)
+    kube = await Kube.from_dict(kubeconfig(token))
+    settings = Settings(dev=True, webhook_port=0, metrics_port=0, health_port=0, standalone=True)
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_operator(
+            settings, controller=build_controller(kube, settings, audit_stream=audit), stop_flag=stop
+        )
+    )
+    try:
+        await wait_for_webhooks(admin)
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+        await kube.close()
+
+
+async def play(admin: Kube, kubeconfig: Callable[[str | None], dict[str, Any]], out: TextIO) -> None:
+    """The story. Raises StepFailed at the first step that does not behave."""
+    line = Timeline(out)
+    await _apply(admin, _docs(EXAMPLES / "namespaces.yaml") + _docs(EXAMPLES / "requester-rbac.yaml"))
+    await _apply(admin, _docs(EXAMPLES / "policy-ci-deployers.yaml"))
+    line.say("setup", "namespaces ci and payments-staging, ServiceAccounts ci/pipeline and ci/deployer")
+    line.say(
+        "setup", "AccessPolicy ci-deployers: the pipeline may ask for `deploy` in payments-staging, max 1h"
+    )
+    audit = io.StringIO()
+    async with _operator(admin, kubeconfig, audit):
+        line.say(
+            "operator", "running as zsp-system/zsp-operator (least privilege); admission webhooks answer"
+        )
+
+        deployer = kubeconfig(await request_token(admin, CI, "deployer"))
+        pipeline = await Kube.from_dict(kubeconfig(await request_token(admin, CI, "pipeline")))
+        allowed = await may_as(deployer, "patch", "deployments", TARGET, "apps")
+        line.check(
+            allowed is False,
+            "before",
+            "ci/deployer may patch deployments in payments-staging? no: nothing standing",
+        )
+
+        # --- bind mode: an existing identity gets privilege for one task -------------------
+        async with pipeline:
+            await pipeline.create(ACCESS_REQUESTS, _request(EXAMPLES / "request-ci-bind.yaml"))
+        line.say(
+            "request", 'deploy-4711 filed by the pipeline\'s own token: "deploy build 4711 (pipeline run 88)"'
+        )
+        active = await _phase(admin, "deploy-4711", "Active", "Denied", "Failed")
+        status = active["status"]
+        line.check(status["phase"] == "Active", "decision", status["decision"]["reason"])
+        line.say(
+            "requester", f"recorded by the webhook from the API server: {status['requester']['username']}"
+        )
+        grant = await admin.get(TASK_GRANTS, "deploy-4711", TARGET) or {}
+        objects = ", ".join(
+            f"{o['kind']} {o['name']}" for o in (grant.get("status") or {}).get("objects", [])
+        )
+        line.say("issued", f"TaskGrant deploy-4711 with {objects}; expires {status['expiresAt']}")
+        allowed = await may_as(deployer, "patch", "deployments", TARGET, "apps")
+        line.check(
+            allowed is True, "works", "ci/deployer, with its own token, may now patch deployments: yes"
+        )
+        allowed = await may_as(deployer, "delete", "deployments", TARGET, "apps")
+        line.check(allowed is False, "scoped", "...but not delete them: no (only what the permission names)")
+
+        await admin.patch(ACCESS_REQUESTS, "deploy-4711", {"spec": {"done": True}}, TARGET)
+        line.say("done", "the pipeline's task is finished: spec.done = true")
+        ended = await _phase(admin, "deploy-4711", "Completed")
+        line.say("revoked", f"Completed at {ended['status']['revokedAt']}: {ended['status']['endReason']}")
+        refused = await _until(lambda: _refused(deployer))
+        line.check(refused, "refused", "ci/deployer may patch deployments: no")
+
+        # --- ephemeral mode: a fresh identity, its kubeconfig delivered, dead at expiry -----
+        async with await Kube.from_dict(kubeconfig(await request_token(admin, CI, "pipeline"))) as pipeline:
+            await pipeline.create(ACCESS_REQUESTS, _request(EXAMPLES / "request-ephemeral.yaml", ttl="4s"))
+        line.say(
+            "request", "inspect-4712 filed: a fresh identity for 4s (demo TTL), kubeconfig delivered to ci"
+        )
+        active = await _phase(admin, "inspect-4712", "Active", "Denied", "Failed")
+        status = active["status"]
+        line.check(status["phase"] == "Active", "decision", status["decision"]["reason"])
+        identity = status["identity"]
+        line.say(
+            "issued",
+            f"ServiceAccount {identity['namespace']}/{identity['name']}, token jti {status['tokenCredentialId']}",
+        )
+        secret = await admin.get(SECRETS, "inspect-4712-kubeconfig", CI) or {}
+        delivered = yaml.safe_load(base64.b64decode(secret.get("data", {}).get(c.DELIVERY_KEY, "")))
+        allowed = await may_as(delivered, "patch", "deployments", TARGET, "apps")
+        line.check(allowed is True, "works", "the delivered kubeconfig may patch deployments: yes")
+        expired = await _phase(admin, "inspect-4712", "Expired", within=15)
+        lag = expired["status"].get("revocationLagSeconds")
+        line.check(
+            lag is not None and lag < 1,
+            "expired",
+            f"TTL reached; privilege removed {lag:+.3f}s from expiresAt",
+        )
+        dead = await _until(lambda: _dead(delivered))
+        line.check(
+            dead, "refused", "the delivered token no longer authenticates (its ServiceAccount is gone)"
+        )
+
+        clean = await _until(lambda: _clean(admin))
+        line.check(
+            clean,
+            "clean",
+            "nothing the operator created remains: no TaskGrant, Role, RoleBinding, ServiceAccount or Secret",
+        )
+        records = [r for r in audit.getvalue().splitlines() if r.strip()]
+        line.say("audit", f"{len(records)} audit records written (JSON lines, no secret material)")
+    print(f"\nall {line.steps} steps behaved.", file=out)
+
+
+async def _refused(kubeconfig: dict[str, Any]) -> bool:
+    return await may_as(kubeconfig, "patch", "deployments", TARGET, "apps") is False
+
+
+async def _dead(kubeconfig: dict[str, Any]) -> bool:
+    return await may_as(kubeconfig, "patch", "deployments", TARGET, "apps") in (None, False)
+
+
+async def _clean(kube: Kube) -> bool:
+    return not await _leftovers(kube)
+
+
+@contextlib.contextmanager
+def _in_memory() -> Iterator[tuple[dict[str, Any], Callable[[str | None], dict[str, Any]], str]]:
+    from zsp_operator.sim import serve_in_thread  # the test double is loaded only here
+
+    with serve_in_thread(crds=build_crds()) as sim:
+        yield sim.kubeconfig(), lambda token: sim.kubeconfig(token), f"in-memory API server at {sim.url}"
+
+
+async def _against(
+    config: dict[str, Any], for_token: Callable[[str | None], dict[str, Any]], out: TextIO
+) -> int:
+    async with await Kube.from_dict(config) as admin:
+        try:
+            await play(admin, for_token, out)
+        except (StepFailed, KubeError, TimeoutError) as err:
+            print(f"\nthe demo stopped: {err}", file=out)
+            return 1
+        finally:
+            for name in ("deploy-4711", "inspect-4712"):
+                with contextlib.suppress(KubeError):
+                    await admin.delete(ACCESS_REQUESTS, name, TARGET)
+            with contextlib.suppress(KubeError):
+                await admin.delete(ACCESS_POLICIES, "ci-deployers")
+    return 0
+
+
+def run_demo(kubeconfig: str | None, out: TextIO) -> int:
+    print("zsp demo: zero standing privilege, as it happens\n", file=out)
+    if kubeconfig is None:
+        with _in_memory() as (config, for_token, where):
+            print(f"  API server: {where} (no cluster needed)\n", file=out)
+            return asyncio.run(_against(config, for_token, out))
+    config = yaml.safe_load(Path(kubeconfig).read_text(encoding="utf-8"))
+    print(f"  API server: from {kubeconfig}\n", file=out)
+    return asyncio.run(_against(config, lambda token: _with_token(config, token), out))
+
+
+def _with_token(config: dict[str, Any], token: str | None) -> dict[str, Any]:
+    """The same cluster and context, authenticated by `token` instead (None: unchanged)."""
+    if token is None:
+        return config
+    context_name = config.get("current-context")
+    context = next(ctx for ctx in config["contexts"] if ctx["name"] == context_name)["context"]
+    cluster = next(cl for cl in config["clusters"] if cl["name"] == context["cluster"])
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": "zsp-demo", "user": {"token": token}}],
+        "contexts": [{"name": "zsp-demo", "context": {"cluster": cluster["name"], "user": "zsp-demo"}}],
+        "current-context": "zsp-demo",
+    }
