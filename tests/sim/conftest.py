@@ -1,15 +1,25 @@
-"""Fixtures for the in-memory API server tests: a fresh server per test, clients for it."""
+"""Fixtures for the in-memory API server tests: a fresh server per test, clients for it.
+
+The helpers live in `simkit.py` beside this file; its folder is put on sys.path here so
+that they import under any pytest import mode.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
-import aiohttp
-import pytest
-from kubernetes_asyncio import client
-from simkit import GADGET_CRD, Raw, configuration
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
-from zsp_operator.sim import SimServer
+import aiohttp  # noqa: E402
+import pytest  # noqa: E402
+from kubernetes_asyncio import client  # noqa: E402
+from simkit import GADGET_CRD, Raw, configuration  # noqa: E402 - after the sys.path set-up
+
+from zsp_operator.sim import SimServer  # noqa: E402
 
 
 @pytest.fixture
