@@ -20,6 +20,9 @@ COMMAND_MODULES = (
     "check",
     "crds",
     "sim",
+    "verbs_request",
+    "verbs_approve",
+    "verbs_read",
 )
 
 
