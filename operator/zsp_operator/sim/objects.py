@@ -21,7 +21,7 @@ from zsp_operator.sim.admission import Admission, AdmissionRequest
 from zsp_operator.sim.auth import UserInfo
 from zsp_operator.sim.authz import Authorizer
 from zsp_operator.sim.escalation import check_escalation
-from zsp_operator.sim.patch import PatchError, json_patch, merge_patch
+from zsp_operator.sim.patch import apply_patch
 from zsp_operator.sim.resources import Registry, ResourceType
 from zsp_operator.sim.schema import apply_defaults, prune, validate, version_schema
 from zsp_operator.sim.store import Obj, Store
@@ -40,10 +40,6 @@ _SYSTEM_FIELDS = (
 _GENERATE_ALPHABET = string.ascii_lowercase + string.digits
 _MAX_RETRIES = 8
 
-MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
-STRATEGIC_PATCH = "application/strategic-merge-patch+json"
-APPLY_PATCH = "application/apply-patch+yaml"
 
 
 @dataclass
@@ -300,7 +296,7 @@ class Objects:
     ) -> Obj:
         for _ in range(_MAX_RETRIES):
             current = self.get(rtype, namespace, name)
-            patched = self._apply_patch(rtype, current, content_type, patch)
+            patched = present(rtype, apply_patch(current, content_type, patch, custom=rtype.custom))
             precondition = (patched.get("metadata") or {}).get("resourceVersion")
             if precondition and precondition != current["metadata"]["resourceVersion"]:
                 raise E.stale(rtype.group_resource, name)
@@ -315,32 +311,6 @@ class Objects:
                 continue
         raise E.stale(rtype.group_resource, name)
 
-    def _apply_patch(self, rtype: ResourceType, current: Obj, content_type: str, patch: Any) -> Obj:
-        media = content_type.split(";")[0].strip().lower()
-        try:
-            if media == JSON_PATCH:
-                patched = json_patch(current, patch)
-            elif media == MERGE_PATCH or (media == STRATEGIC_PATCH and not rtype.custom):
-                # Strategic merge is treated as a merge patch: lists are replaced, not merged by key.
-                patched = merge_patch(current, patch)
-            elif media == APPLY_PATCH:
-                raise E.not_acceptable_media(
-                    "server-side apply (application/apply-patch+yaml) is not "
-                    "supported by the in-memory API server"
-                )
-            else:
-                accepted = f"{JSON_PATCH}, {MERGE_PATCH}" + ("" if rtype.custom else f", {STRATEGIC_PATCH}")
-                raise E.not_acceptable_media(
-                    f"the body of the request was in an unknown format - accepted "
-                    f"media types include: {accepted}, {APPLY_PATCH}"
-                )
-        except PatchError as error:
-            if media == JSON_PATCH and not isinstance(patch, list):
-                raise E.bad_request(str(error)) from error
-            raise E.ApiError(422, "Invalid", str(error)) from error
-        if not isinstance(patched, dict):
-            raise E.bad_request("the patch did not produce an object")
-        return present(rtype, patched)
 
     async def _update(
         self, ctx: RequestContext, rtype: ResourceType, current: Obj, new: Obj, subresource: str

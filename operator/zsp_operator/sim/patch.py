@@ -5,6 +5,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from zsp_operator.sim import errors as E
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+
 
 class PatchError(Exception):
     """The patch cannot be applied; the message is shown to the client."""
@@ -136,3 +143,35 @@ def json_patch(document: Any, operations: Any) -> Any:
         else:
             raise PatchError(f"Unexpected kind: {op}")
     return result
+
+
+def apply_patch(current: dict[str, Any], content_type: str, patch: Any, *, custom: bool) -> dict[str, Any]:
+    """Apply a PATCH body by its media type, failing like the API server does.
+
+    Strategic merge patch (built-in kinds only, as in Kubernetes) is applied as a merge
+    patch: lists are replaced rather than merged by key, which is what our clients rely on.
+    Server-side apply is not supported (415).
+    """
+    media = content_type.split(";")[0].strip().lower()
+    try:
+        if media == JSON_PATCH:
+            patched = json_patch(current, patch)
+        elif media == MERGE_PATCH or (media == STRATEGIC_PATCH and not custom):
+            patched = merge_patch(current, patch)
+        elif media == APPLY_PATCH:
+            raise E.not_acceptable_media(
+                "server-side apply (application/apply-patch+yaml) is not supported by the in-memory API server"
+            )
+        else:
+            accepted = f"{JSON_PATCH}, {MERGE_PATCH}" + ("" if custom else f", {STRATEGIC_PATCH}")
+            raise E.not_acceptable_media(
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{accepted}, {APPLY_PATCH}"
+            )
+    except PatchError as error:
+        if media == JSON_PATCH and not isinstance(patch, list):
+            raise E.bad_request(str(error)) from error
+        raise E.ApiError(422, "Invalid", str(error)) from error
+    if not isinstance(patched, dict):
+        raise E.bad_request("the patch did not produce an object")
+    return patched

@@ -198,6 +198,10 @@ def serve_in_thread(crds: Iterable[dict[str, Any]] = (), host: str = "127.0.0.1"
         ready.set()
         loop.run_forever()
         loop.run_until_complete(sim.stop())
+        leftovers = asyncio.all_tasks(loop)
+        for task in leftovers:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
         loop.close()
 
     thread = threading.Thread(target=run, name="zsp-sim", daemon=True)
