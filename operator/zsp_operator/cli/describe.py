@@ -163,7 +163,7 @@ def _grant_section(body: Body, now: datetime) -> list[str]:
     status = status_of(body)
     if status.grant is None and status.issued_at is None:
         return [_field("Grant", "none issued")]
-    grant = f"TaskGrant {status.grant.name} (uid {status.grant.uid})" if status.grant else None
+    grant = f"{status.grant.name} (uid {status.grant.uid})" if status.grant else None
     identity = f"{status.identity.namespace}/{status.identity.name}" if status.identity else None
     lines = [
         "Grant:",
@@ -219,7 +219,7 @@ def _events_section(events: Sequence[Body] | None, now: datetime, why_missing: s
     if not events:
         return [_field("Events", None)]
     rows = []
-    for event in sorted(events, key=lambda e: stamp(event_time(e))):
+    for event in sorted(events, key=lambda e: event_time(e) or now):
         source = (event.get("source") or {}).get("component") or event.get("reportingComponent") or ""
         count = int(event.get("count") or 1)
         when = age(event_time(event), now) + (f" (x{count})" if count > 1 else "")

@@ -23,6 +23,11 @@ Body = Mapping[str, Any]
 # Event reasons the operator posts for transitions status already records.
 MIRRORED_EVENT_REASONS = frozenset(
     {
+        "RequestReceived",
+        "RequestAllowed",
+        "ApprovalRequired",
+        "DenialRecorded",
+        "ApprovalTimedOut",
         c.EVENT_REQUEST_DECIDED,
         c.EVENT_REQUEST_DENIED,
         c.EVENT_APPROVAL_RECORDED,

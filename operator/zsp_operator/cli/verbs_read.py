@@ -43,6 +43,7 @@ from zsp_operator.cli.summary import (
     status_of,
 )
 from zsp_operator.core import constants as c
+from zsp_operator.core.admission import userinfo
 from zsp_operator.core.models import AccessPolicySpec, Phase, UserInfo
 from zsp_operator.kube import Forbidden, Kube, KubeError
 from zsp_operator.kube.resources import ACCESS_POLICIES, ACCESS_REQUESTS, EVENTS, SECRETS, TASK_GRANTS
@@ -132,7 +133,7 @@ def run_list(args: argparse.Namespace) -> int:
         items.sort(key=lambda b: (b["metadata"].get("namespace", ""), b["metadata"]["name"]))
         policies: dict[str, AccessPolicySpec | None] = {}
         if args.pending:
-            caller = UserInfo.model_validate(await kube.whoami())
+            caller = userinfo(await kube.whoami())  # as the API server authenticates us
             items = [b for b in items if await _awaits(kube, b, caller, policies)]
         _print_list(items, args, target, policies)
         for name in missing:
