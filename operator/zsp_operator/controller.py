@@ -45,6 +45,7 @@ from zsp_operator.kube.resources import (
     ACCESS_REQUESTS,
     CLUSTER_ROLES,
     NAMESPACES,
+    ROLE_BINDINGS,
     TASK_GRANTS,
 )
 from zsp_operator.observe import Observer, involved
@@ -146,9 +147,14 @@ class Controller:
         await asyncio.gather(*pending, return_exceptions=True)
 
     async def remove_orphans(self) -> None:
-        """Delete any object carrying our labels whose grant no longer exists."""
+        """Delete any object carrying our labels whose grant no longer exists.
+
+        RoleBindings are left to the sweeper, which judges them in full and reports what it removes.
+        """
         live = set(self.view.grants)
         for res in TEARDOWN_ORDER:
+            if res is ROLE_BINDINGS:
+                continue
             for obj in await self.kube.list(res, label_selector=MANAGED_SELECTOR):
                 meta = obj["metadata"]
                 owner = (meta.get("labels") or {}).get(c.LABEL_GRANT_UID)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import kopf
 
-from zsp_operator.handlers import drift, grants, requests, setup, webhooks
+from zsp_operator.handlers import drift, grants, requests, setup, sweep, webhooks
 
-__all__ = ["build_registry", "drift", "grants", "requests", "setup", "webhooks"]
+__all__ = ["build_registry", "drift", "grants", "requests", "setup", "sweep", "webhooks"]
 
 
 def build_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    for module in (setup, requests, grants, drift, webhooks):
+    for module in (setup, requests, grants, drift, webhooks, sweep):
         module.register(registry)
     return registry

@@ -19,6 +19,7 @@ from zsp_operator.core.models import (
     format_time,
 )
 from zsp_operator.core.policy import Decision
+from zsp_operator.core.sweep import Binding, Verdict
 from zsp_operator.kube import Kube
 from zsp_operator.observe.audit import AuditLog
 from zsp_operator.observe.events import EventType, post_event
@@ -177,3 +178,62 @@ class Observer:
 
     def error(self, kind: str) -> None:
         self.metrics.reconcile_errors.labels(kind).inc()
+
+    # -- standing privilege (the sweeper) --------------------------------------------------
+
+    async def standing_binding_found(self, binding: Binding, verdict: Verdict, mode: str) -> None:
+        """A binding without a live grant, reported and left in place (audit mode)."""
+        self.metrics.standing_found.labels(mode).inc()
+        self.audit.write("standing-binding-found", **_standing_fields(binding, verdict, mode))
+        await self._event(
+            _standing_target(binding, verdict), "Warning", c.EVENT_STANDING_BINDING, verdict.message
+        )
+
+    async def standing_binding_removed(self, binding: Binding, verdict: Verdict, mode: str) -> None:
+        """A binding without a live grant, deleted; it was found too, so both counters move."""
+        self.metrics.standing_found.labels(mode).inc()
+        self.metrics.standing_removed.labels(mode).inc()
+        self.audit.write("standing-binding-removed", **_standing_fields(binding, verdict, mode))
+        message = f"removed: {verdict.message}" + ("; the grant is revoked" if verdict.revoke else "")
+        await self._event(
+            _standing_target(binding, verdict), "Warning", c.EVENT_STANDING_BINDING_REMOVED, message
+        )
+
+
+def _standing_fields(binding: Binding, verdict: Verdict, mode: str) -> dict[str, Any]:
+    grant = verdict.grant
+    return {
+        "binding": {
+            "kind": binding.kind,
+            "namespace": binding.namespace or None,
+            "name": binding.name,
+            "uid": binding.uid,
+        },
+        "roleRef": {"kind": binding.role_ref.kind, "name": binding.role_ref.name},
+        "subjects": [
+            {"kind": s.kind, "name": s.name, **({"namespace": s.namespace} if s.namespace else {})}
+            for s in binding.subjects
+        ],
+        "state": verdict.state.value,
+        "mode": mode,
+        "message": verdict.message,
+        "grant": {"name": grant.name, "namespace": grant.namespace, "uid": grant.metadata.uid}
+        if grant
+        else None,
+        "request": (
+            {"name": grant.spec.request.name, "namespace": grant.namespace, "uid": grant.spec.request.uid}
+            if grant
+            else None
+        ),
+        "grantRevoked": True if verdict.revoke else None,
+    }
+
+
+def _standing_target(binding: Binding, verdict: Verdict) -> dict[str, Any]:
+    """Where people look: the grant's request, else the binding's namespace, else the binding."""
+    grant = verdict.grant
+    if grant is not None:
+        return involved(c.KIND_REQUEST, grant.spec.request.name, grant.namespace, grant.spec.request.uid)
+    if binding.namespace:
+        return involved("Namespace", binding.namespace, None, "", api_version="v1")
+    return involved(binding.kind, binding.name, None, binding.uid, api_version="rbac.authorization.k8s.io/v1")

@@ -1,0 +1,73 @@
+"""Standing-privilege handlers: every binding, Role, namespace and grant event goes to the sweeper."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from zsp_operator.handlers.common import GRANTS, controller_of, retry_on_api_errors
+from zsp_operator.kube.resources import CLUSTER_ROLE_BINDINGS, ROLE_BINDINGS, Resource
+from zsp_operator.sweeper import Sweeper
+
+RBAC = ("rbac.authorization.k8s.io", "v1")
+
+
+def sweeper_of(memo: Any) -> Sweeper | None:
+    """The memo's sweeper; None until the startup handler made it (events then wait for resync)."""
+    sweeper: Sweeper | None = getattr(memo, "sweeper", None)
+    return sweeper
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    @kopf.on.startup(registry=registry)
+    @retry_on_api_errors
+    async def start_sweeper(memo: Any, **_: Any) -> None:
+        controller = controller_of(memo)
+        if controller.identity is None:
+            # Without its own identity the sweeper could not spare the operator's own bindings.
+            raise kopf.TemporaryError("waiting for the controller to start", delay=1)
+        sweeper = Sweeper(
+            controller.kube,
+            controller.observer,
+            controller.settings,
+            controller.view,
+            controller.revoke_soon,
+            controller.identity,
+        )
+        await sweeper.start()
+        memo.sweeper = sweeper
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_sweeper(memo: Any, **_: Any) -> None:
+        sweeper = sweeper_of(memo)
+        if sweeper is not None:
+            await sweeper.stop()
+
+    def on_bindings(res: Resource, handler_id: str) -> None:
+        @kopf.on.event(*RBAC, res.plural, id=handler_id, registry=registry)
+        async def binding(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+            sweeper = sweeper_of(memo)
+            if sweeper is not None:
+                await sweeper.binding_event(res, event["type"], dict(event["object"]))
+
+    on_bindings(ROLE_BINDINGS, "sweep-rolebindings")
+    on_bindings(CLUSTER_ROLE_BINDINGS, "sweep-clusterrolebindings")
+
+    @kopf.on.event(*RBAC, "roles", id="sweep-roles", registry=registry)
+    async def role(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+        sweeper = sweeper_of(memo)
+        if sweeper is not None:
+            await sweeper.role_event(event["type"], dict(event["object"]))
+
+    @kopf.on.event("v1", "namespaces", id="sweep-namespaces", registry=registry)
+    async def namespace(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+        sweeper = sweeper_of(memo)
+        if sweeper is not None:
+            await sweeper.namespace_event(event["type"], dict(event["object"]))
+
+    @kopf.on.event(*GRANTS, id="sweep-grants", registry=registry)
+    async def grant(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+        sweeper = sweeper_of(memo)
+        if sweeper is not None:
+            await sweeper.grant_event(event["type"], dict(event["object"]))

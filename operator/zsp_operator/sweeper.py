@@ -1,0 +1,307 @@
+"""The standing-privilege reconciler: no binding lives without a live grant.
+
+Reacts to RoleBinding, ClusterRoleBinding, Role, Namespace and TaskGrant watch events (kopf
+handlers call in here) and sweeps everything at start and every `settings.resync`, so
+whatever a watch missed is caught. `core.sweep.classify` decides; this module only reads,
+deletes and reports.
+
+Deleting is the one thing here that cannot be undone, so a verdict to delete is always
+re-derived from fresh reads of the binding, its grant and its role before it is carried
+out: the operator's view can lag its own issuance by a watch event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from zsp_operator.config import Settings
+from zsp_operator.core import constants as c
+from zsp_operator.core.audit import index_grants, index_roles
+from zsp_operator.core.models import TaskGrant
+from zsp_operator.core.sweep import (
+    CLUSTER_ROLE_BINDING,
+    Action,
+    Binding,
+    RoleKey,
+    State,
+    SweepContext,
+    Verdict,
+    break_glass_requesters,
+    classify,
+    grant_is_live,
+    parse_binding,
+    role_needed,
+)
+from zsp_operator.kube import Kube, KubeError
+from zsp_operator.kube.resources import (
+    CLUSTER_ROLE_BINDINGS,
+    CLUSTER_ROLES,
+    NAMESPACES,
+    ROLE_BINDINGS,
+    ROLES,
+    TASK_GRANTS,
+    Resource,
+)
+from zsp_operator.observe import Observer
+from zsp_operator.view import ClusterView
+
+log = logging.getLogger(__name__)
+Body = dict[str, Any]
+Revoke = Callable[[TaskGrant, str, str], object]
+
+
+def _resource(binding: Binding) -> Resource:
+    return CLUSTER_ROLE_BINDINGS if binding.kind == CLUSTER_ROLE_BINDING else ROLE_BINDINGS
+
+
+def _with_kind(body: Mapping[str, Any], res: Resource) -> Body:
+    # Watch events and list items may come without apiVersion/kind; the binding's kind matters.
+    return {**body, "apiVersion": res.api_version, "kind": res.kind}
+
+
+class Sweeper:
+    """Keeps bindings honest; one per operator instance."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        observer: Observer,
+        settings: Settings,
+        view: ClusterView,
+        revoke: Revoke,
+        operator: str | None,
+    ) -> None:
+        self.kube = kube
+        self.observer = observer
+        self.settings = settings
+        self.view = view
+        self.revoke = revoke
+        self.operator = operator
+        self._labels: dict[str, dict[str, str]] = {}  # namespace labels, as this sweeper last saw them
+        self._reported: dict[str, str] = {}  # binding uid -> resourceVersion already reported
+        self._resync: asyncio.Task[None] | None = None
+
+    @property
+    def mode(self) -> str:
+        return self.settings.sweep_mode.value
+
+    # -- start, stop, full sweep ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Sweep everything once, then again every `settings.resync`."""
+        await self.sweep_all()
+        self._resync = asyncio.create_task(self._resync_forever(), name="zsp-sweep-resync")
+
+    async def stop(self) -> None:
+        if self._resync is not None:
+            self._resync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resync
+
+    async def _resync_forever(self) -> None:
+        interval = self.settings.resync.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep_all()
+            except KubeError as err:
+                self.observer.error("sweep")
+                log.error("standing-privilege sweep failed, next try in %ss: %s", interval, err)
+
+    async def sweep_all(self) -> None:
+        """Classify every binding from one fresh listing of everything."""
+        # Bindings are listed before the grants: any grant a listed binding belongs to
+        # already existed, so a binding issued meanwhile is never mistaken for an orphan.
+        bindings = [_with_kind(b, CLUSTER_ROLE_BINDINGS) for b in await self.kube.list(CLUSTER_ROLE_BINDINGS)]
+        namespaces: list[str | None] = [*self.settings.namespaces] or [None]
+        for namespace in namespaces:
+            bindings += [_with_kind(b, ROLE_BINDINGS) for b in await self.kube.list(ROLE_BINDINGS, namespace)]
+        roles = index_roles(await self.kube.list(ROLES), await self.kube.list(CLUSTER_ROLES))
+        grants = index_grants(await self.kube.list(TASK_GRANTS))
+        self._labels = {
+            ns["metadata"]["name"]: dict(ns["metadata"].get("labels") or {})
+            for ns in await self.kube.list(NAMESPACES)
+        }
+        ctx = self._context(grants, roles)
+        seen = set()
+        for body in bindings:
+            binding = parse_binding(body)
+            seen.add(binding.uid)
+            if classify(binding, ctx).action is Action.KEEP:
+                self._reported.pop(binding.uid, None)
+            else:
+                await self._confirm_and_act(binding)
+        for uid in set(self._reported) - seen:
+            del self._reported[uid]
+
+    # -- watch events -----------------------------------------------------------------------
+
+    async def binding_event(self, res: Resource, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A RoleBinding or ClusterRoleBinding was listed, added, modified or deleted."""
+        binding = parse_binding(_with_kind(body, res))
+        if event_type == "DELETED":
+            self._reported.pop(binding.uid, None)
+            return
+        await self._guarded(self._check(binding))
+
+    async def role_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A Role changed: the bindings that use it are judged again (rules of a grant's Role)."""
+        if event_type is None:
+            return  # the initial listing: the start sweep has judged these already
+        meta = body.get("metadata") or {}
+        namespace = meta.get("namespace") or ""
+        managed = (meta.get("labels") or {}).get(c.LABEL_MANAGED_BY) == c.OPERATOR_NAME
+        if not managed and not self._enforced(namespace):
+            return
+        await self._guarded(self._check_bindings(namespace, role=meta.get("name")))
+
+    async def namespace_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A namespace newly labelled `zsp.dev/enforce: "true"` has its bindings judged at once."""
+        meta = body.get("metadata") or {}
+        name = meta.get("name") or ""
+        if event_type == "DELETED":
+            self._labels.pop(name, None)
+            return
+        was = self._enforced(name)
+        self._labels[name] = dict(meta.get("labels") or {})
+        if self._enforced(name) and not was:
+            await self._guarded(self._check_bindings(name))
+
+    async def grant_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A grant recorded its objects or vanished: its labelled bindings are judged afresh.
+
+        A grant that is ending is left alone: the revoker deletes its binding itself. One
+        deleted without its finalizer leaves its binding behind, which is removed here.
+        """
+        if event_type is None:
+            return  # the initial listing: the start sweep has judged these already
+        if event_type != "DELETED":
+            try:
+                if not grant_is_live(TaskGrant.model_validate(body)):
+                    return
+            except ValueError:
+                return
+        meta = body.get("metadata") or {}
+        selector = f"{c.LABEL_GRANT_UID}={meta.get('uid') or ''}"
+        await self._guarded(self._check_bindings(meta.get("namespace") or "", selector=selector, fresh=True))
+
+    async def _guarded(self, work: Awaitable[None]) -> None:
+        """Run one reaction; API trouble is logged and left to the next resync."""
+        try:
+            await work
+        except KubeError as err:
+            self.observer.error("sweep")
+            log.warning("standing-privilege check failed (the next resync retries): %s", err)
+
+    async def _check_bindings(
+        self, namespace: str, *, role: str | None = None, selector: str | None = None, fresh: bool = False
+    ) -> None:
+        """Judge the RoleBindings of a namespace: all, those using `role`, or those `selector` picks.
+
+        `fresh` skips the first look through the operator's view and reads everything anew.
+        """
+        for body in await self.kube.list(ROLE_BINDINGS, namespace, label_selector=selector):
+            ref = body.get("roleRef") or {}
+            if role is not None and (ref.get("kind"), ref.get("name")) != ("Role", role):
+                continue
+            binding = parse_binding(_with_kind(body, ROLE_BINDINGS))
+            await (self._confirm_and_act(binding) if fresh else self._check(binding))
+
+    # -- judging and acting -----------------------------------------------------------------
+
+    def _enforced(self, namespace: str) -> bool:
+        labels = self._labels.get(namespace) or self.view.namespace_labels.get(namespace) or {}
+        return labels.get(c.LABEL_ENFORCE) == "true"
+
+    def _context(self, grants: Mapping[str, TaskGrant], roles: Mapping[RoleKey, Any]) -> SweepContext:
+        return SweepContext(
+            grants=grants,
+            roles=roles,
+            namespace_labels={**self.view.namespace_labels, **self._labels},
+            mode=self.mode,
+            allowlist=tuple(self.settings.sweep_allowlist),
+            enforce_cluster_bindings=self.settings.enforce_cluster_bindings,
+            operator=self.operator,
+            break_glass=break_glass_requesters(self.view.policies.values()),
+        )
+
+    async def _judge(self, binding: Binding, grants: Mapping[str, TaskGrant]) -> Verdict:
+        """Classify, with the one role the verdict depends on read now."""
+        key = role_needed(binding, self._context(grants, {}))
+        roles: dict[RoleKey, Any] = {}
+        if key is not None:
+            kind, namespace, name = key
+            body = await self.kube.get(ROLES if kind == "Role" else CLUSTER_ROLES, name, namespace or None)
+            if body is not None:
+                roles[key] = list(body.get("rules") or [])
+        return classify(binding, self._context(grants, roles))
+
+    async def _check(self, binding: Binding) -> None:
+        """Judge from the operator's view; anything but keep is confirmed before it is done."""
+        verdict = await self._judge(binding, self.view.grants)
+        if verdict.action is Action.KEEP:
+            self._reported.pop(binding.uid, None)
+            return
+        await self._confirm_and_act(binding)
+
+    async def _confirm_and_act(self, seen: Binding) -> None:
+        res = _resource(seen)
+        body = await self.kube.get(res, seen.name, seen.namespace or None)
+        if body is None or body["metadata"].get("uid") != seen.uid:
+            return  # gone, or replaced by another object of that name (judged on its own event)
+        binding = parse_binding(_with_kind(body, res))
+        grants = dict(self.view.grants)
+        if binding.managed and not binding.cluster_wide:
+            await self._refresh_grant(binding, grants)
+        verdict = await self._judge(binding, grants)
+        await self._act(binding, verdict)
+
+    async def _refresh_grant(self, binding: Binding, grants: dict[str, TaskGrant]) -> None:
+        """Replace the view's idea of the binding's grant by what the API server holds now."""
+        uid = binding.labels.get(c.LABEL_GRANT_UID, "")
+        grants.pop(uid, None)
+        name = binding.labels.get(c.LABEL_GRANT)
+        if not uid or not name:
+            return
+        body = await self.kube.get(TASK_GRANTS, name, binding.namespace)
+        if body is not None and body["metadata"].get("uid") == uid:
+            with contextlib.suppress(ValueError):
+                grants[uid] = TaskGrant.model_validate(body)
+
+    async def _act(self, binding: Binding, verdict: Verdict) -> None:
+        if verdict.action is Action.KEEP:
+            self._reported.pop(binding.uid, None)
+            return
+        if verdict.action is Action.REPORT:
+            if self._reported.get(binding.uid) == binding.resource_version:
+                return  # this version was reported already: one Warning per finding, not per resync
+            self._reported[binding.uid] = binding.resource_version
+            log.warning("standing privilege: %s", verdict.message)
+            await self.observer.standing_binding_found(binding, verdict, self.mode)
+            return
+        removed = await self.kube.delete(
+            _resource(binding), binding.name, binding.namespace or None, uid=binding.uid
+        )
+        self._reported.pop(binding.uid, None)
+        if verdict.revoke and verdict.grant is not None:
+            self._revoke(verdict)
+        if removed:
+            log.warning("removed %s: %s", binding, verdict.message)
+            await self.observer.standing_binding_removed(binding, verdict, self.mode)
+
+    def _revoke(self, verdict: Verdict) -> None:
+        grant = verdict.grant
+        assert grant is not None
+        if verdict.state is State.TAMPERED:
+            self.revoke(grant, c.REASON_REVOKED, verdict.message)
+            return
+        # An ended grant whose teardown never finished (a crash after its end was recorded):
+        # finish it with the reason it already carries.
+        ready = next((cond for cond in grant.status.conditions if cond.type == c.COND_READY), None)
+        reason = ready.reason if ready is not None else c.REASON_REVOKED
+        message = ready.message if ready is not None else verdict.message
+        self.revoke(grant, reason, message)
