@@ -135,6 +135,7 @@ class Controller:
             if grant.spec.expires_at <= now:
                 self.revoke_soon(grant, c.REASON_EXPIRED, "expired while the operator was not running")
             else:
+                self.observer.resumed(grant)
                 self.expiry.arm(grant.metadata.uid, grant.spec.expires_at)
         await self.remove_orphans()
 
@@ -171,6 +172,13 @@ class Controller:
 
     async def reconcile_request(self, body: dict[str, Any]) -> None:
         """Bring one AccessRequest forward from wherever its status says it is."""
+        try:
+            await self._reconcile_request(body)
+        except KubeError:
+            self.observer.error("request")
+            raise
+
+    async def _reconcile_request(self, body: dict[str, Any]) -> None:
         meta = body.get("metadata", {})
         status = AccessRequestStatus.model_validate(body.get("status") or {})
         phase = lifecycle.phase_of(status.conditions)
@@ -219,7 +227,7 @@ class Controller:
         if phase is Phase.PENDING:
             previous = request.status.decision
             if previous is None:
-                await self.observer.requested(request)
+                await self.observer.requested(request, break_glass=decision.break_glass)
             if previous is None or decision.outcome is Outcome.DENIED or decision.reason != previous.reason:
                 status = await self._transition(request, self._decided_event(decision, requester))
                 await self.observer.decided(request, decision)
@@ -291,7 +299,7 @@ class Controller:
             message = f"waiting for {result.missing} more approval(s) from eligible approvers"
         known = len(request.status.approvals)
         for record in records[known:]:
-            await self.observer.approval_recorded(request, record, record.username in result.counted)
+            await self.observer.approval_recorded(request, record, record.username in result.counted, result)
         event = lifecycle.ApprovalsChanged(tuple(records), result.approved, result.denied_by, message)
         status = await self._transition(request, event)
         if status is not None and lifecycle.phase_of(status.conditions) is not Phase.PENDING:
@@ -341,8 +349,7 @@ class Controller:
         new = lifecycle.apply(status, event, self.clock(), meta.get("generation"))
         if new != status:
             await self._write_status(meta, new)
-        ref = involved(c.KIND_REQUEST, meta.get("name", ""), meta.get("namespace"), meta.get("uid", ""))
-        await self.observer.warn(ref, c.EVENT_REQUEST_DENIED, reason)
+        await self.observer.malformed(meta, reason)
 
     async def _edit_ignored(self, body: dict[str, Any], message: str) -> None:
         meta = body.get("metadata", {})
@@ -367,9 +374,9 @@ class Controller:
             if body["metadata"]["uid"] == request_uid:
                 request = AccessRequest.model_validate(body)
                 message = "no approval quorum before the policy's approval.timeout"
-                await self._transition(request, lifecycle.TimedOut(message))
-                ref = involved(c.KIND_REQUEST, request.name, request.namespace, request_uid)
-                await self.observer.warn(ref, c.REASON_TIMED_OUT, message)
+                status = await self._transition(request, lifecycle.TimedOut(message))
+                if status is not None and status != request.status:
+                    await self.observer.timed_out(request, message)
                 return
 
     # -- status writes -----------------------------------------------------------------------
@@ -439,11 +446,18 @@ class Controller:
         binding_gone = await self.grants.teardown(grant) or self.clock()
         self.expiry.record_latency((binding_gone - started).total_seconds())
         lag = (binding_gone - grant.spec.expires_at).total_seconds() if reason == c.REASON_EXPIRED else None
-        await self._end_request(grant, reason, message, binding_gone, lag)  # type: ignore[arg-type]
+        status = await self._end_request(grant, reason, message, binding_gone, lag)  # type: ignore[arg-type]
         await self.grants.delete_grant(grant)
-        await self._forget(grant, reason, message, lag)
+        await self._forget(grant, reason, message, lag, status)
 
-    async def _forget(self, grant: TaskGrant, reason: str, message: str, lag: float | None) -> None:
+    async def _forget(
+        self,
+        grant: TaskGrant,
+        reason: str,
+        message: str,
+        lag: float | None,
+        request_status: AccessRequestStatus | None = None,
+    ) -> None:
         """Drop an ended grant from the view and report it, exactly once."""
         uid = grant.metadata.uid
         self.view.drop_grant(uid)
@@ -453,13 +467,15 @@ class Controller:
         self._ended[uid] = None
         while len(self._ended) > 10_000:
             self._ended.popitem(last=False)
-        await self.observer.revoked(grant, reason, message, lag, grant.status.token_credential_id)
+        await self.observer.revoked(
+            grant, reason, message, lag, grant.status.token_credential_id, request_status
+        )
 
     async def _end_request(
         self, grant: TaskGrant, reason: EndReason, message: str, at: datetime, lag: float | None
-    ) -> None:
+    ) -> AccessRequestStatus | None:
         ref = RequestRef(grant.spec.request.name, grant.namespace, grant.spec.request.uid)
-        await self._transition(ref, Ended(reason, message, at, lag))
+        return await self._transition(ref, Ended(reason, message, at, lag))
 
     async def _expire(self, grant_uid: str) -> None:
         grant = self.view.grants.get(grant_uid)
@@ -484,8 +500,8 @@ class Controller:
             reason, message = ready.reason, ready.message
         else:
             reason, message = c.REASON_REVOKED, "the TaskGrant was deleted"
-        await self._end_request(grant, reason, message, self.clock(), None)  # type: ignore[arg-type]
-        await self._forget(grant, reason, message, None)
+        status = await self._end_request(grant, reason, message, self.clock(), None)  # type: ignore[arg-type]
+        await self._forget(grant, reason, message, None, status)
 
     # -- drift: policies, namespaces, identities, tasks ------------------------------------
 

@@ -27,6 +27,8 @@ from zsp_operator.core.models import (
 )
 
 EndReason = Literal["Expired", "Revoked", "Completed"]
+# Ready's reason between approval and issuance (cert-manager's CertificateRequest says Pending).
+REASON_ISSUING = "Issuing"
 _END_PHASES = {
     c.REASON_EXPIRED: Phase.EXPIRED,
     c.REASON_REVOKED: Phase.REVOKED,
@@ -161,6 +163,22 @@ def apply(
         nonlocal conds
         conds = set_condition(conds, type_, value, reason, message, now, generation)
 
+    def deny(reason: str, message: str) -> None:
+        # Every condition says why it ended: none keeps a stale "awaiting approval".
+        put(c.COND_DENIED, "True", reason, message)
+        if condition(conds, c.COND_APPROVED) is not None:
+            put(c.COND_APPROVED, "False", reason, message)
+        put(c.COND_READY, "False", reason, message)
+
+    def await_approval(message: str) -> None:
+        put(c.COND_APPROVED, "False", c.REASON_PENDING, message)
+        put(c.COND_READY, "False", c.REASON_PENDING, message)
+
+    def approve(reason: str, message: str) -> None:
+        put(c.COND_APPROVED, "True", reason, message)
+        put(c.COND_READY, "False", REASON_ISSUING, f"approved, issuing the grant: {message}")
+
+    # Ready is set from the first visit on (API conventions): False until the grant is live.
     match event:
         case Decided():
             new.policy = event.policy
@@ -170,21 +188,21 @@ def apply(
             new.persistence_capable = event.persistence_capable or None
             new.break_glass = event.break_glass or None
             if event.outcome == "allowed":
-                put(c.COND_APPROVED, "True", c.REASON_POLICY_ALLOWS, event.reason)
+                approve(c.REASON_POLICY_ALLOWS, event.reason)
             elif event.outcome == "pending":
-                put(c.COND_APPROVED, "False", c.REASON_PENDING, event.reason)
+                await_approval(event.reason)
             else:
-                put(c.COND_DENIED, "True", c.REASON_POLICY_DENIES, event.reason)
+                deny(c.REASON_POLICY_DENIES, event.reason)
         case ApprovalsChanged():
             new.approvals = list(event.records)
             if event.denied_by is not None:
-                put(c.COND_DENIED, "True", c.REASON_APPROVER_DENIED, event.message)
+                deny(c.REASON_APPROVER_DENIED, event.message)
             elif event.approved:
-                put(c.COND_APPROVED, "True", c.REASON_APPROVED, event.message)
+                approve(c.REASON_APPROVED, event.message)
             else:
-                put(c.COND_APPROVED, "False", c.REASON_PENDING, event.message)
+                await_approval(event.message)
         case TimedOut():
-            put(c.COND_DENIED, "True", c.REASON_TIMED_OUT, event.message)
+            deny(c.REASON_TIMED_OUT, event.message)
         case Issued():
             new.grant = event.grant
             new.identity = event.identity

@@ -1,31 +1,43 @@
 """What the operator tells the world about each transition: audit record, Event, metric.
 
 Every transition goes through one `Observer` method, so the three channels never drift:
-the audit line is the record, the Event is for `kubectl describe`, the metric for alerts.
+the audit line is the record (docs/audit.md), the Event is for `kubectl describe`, the
+metric for alerts (docs/metrics.md). Break-glass makes every Event a Warning.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from zsp_operator.core import constants as c
+from zsp_operator.core.approvals import Tally
+from zsp_operator.core.durations import format_duration
+from zsp_operator.core.lifecycle import condition
 from zsp_operator.core.models import (
     AccessRequest,
+    AccessRequestStatus,
     ApprovalRecord,
     CreatedObject,
+    Phase,
     TaskGrant,
     format_time,
 )
 from zsp_operator.core.policy import Decision
 from zsp_operator.core.sweep import Binding, Verdict
 from zsp_operator.kube import Kube
+from zsp_operator.observe import audit as a
+from zsp_operator.observe import reasons as r
+from zsp_operator.observe import records
 from zsp_operator.observe.audit import AuditLog
 from zsp_operator.observe.events import EventType, post_event
 from zsp_operator.observe.metrics import Metrics
 
 __all__ = ["AuditLog", "Metrics", "Observer", "involved"]
+
+_OUTCOME_PHASE = {"allowed": Phase.APPROVED, "pending": Phase.PENDING, "denied": Phase.DENIED}
+_END_PHASE = {c.REASON_EXPIRED: Phase.EXPIRED, c.REASON_REVOKED: Phase.REVOKED, c.REASON_COMPLETED: Phase.COMPLETED}
 
 
 def involved(
@@ -39,26 +51,33 @@ def involved(
     }
 
 
-def _request_ref(request: AccessRequest) -> dict[str, Any]:
+def _request_target(request: AccessRequest) -> dict[str, Any]:
     return involved(c.KIND_REQUEST, request.name, request.namespace, request.metadata.uid)
 
 
-def _grant_fields(grant: TaskGrant) -> dict[str, Any]:
+def _grant_targets(grant: TaskGrant) -> list[dict[str, Any]]:
+    """The request and, while it exists, the TaskGrant: `kubectl describe` on either tells the story."""
     spec = grant.spec
-    return {
-        "request": {"name": spec.request.name, "uid": spec.request.uid, "namespace": grant.namespace},
-        "grant": {"name": grant.name, "uid": grant.metadata.uid},
-        "policy": spec.policy,
-        "requester": spec.requester.to_wire() if spec.requester else None,
-        "mode": spec.mode,
-        "grantee": spec.identity.to_wire() if spec.identity else None,
-        "permission": spec.permission,
-        "rules": [rule.to_wire() for rule in spec.rules] or None,
-        "clusterRole": spec.cluster_role,
-        "expiresAt": format_time(spec.expires_at),
-        "persistenceCapable": spec.persistence_capable or None,
-        "breakGlass": spec.break_glass or None,
-    }
+    return [
+        involved(c.KIND_REQUEST, spec.request.name, grant.namespace, spec.request.uid),
+        involved(c.KIND_GRANT, grant.name, grant.namespace, grant.metadata.uid),
+    ]
+
+
+def _previous_outcome(status: AccessRequestStatus) -> str | None:
+    """The policy outcome status already records, so a repeated decision is not counted twice."""
+    if status.decision is None:
+        return None
+    denied = condition(status.conditions, c.COND_DENIED)
+    if denied is not None and denied.status == "True":
+        return "denied"
+    approved = condition(status.conditions, c.COND_APPROVED)
+    return "allowed" if approved is not None and approved.reason == c.REASON_POLICY_ALLOWS else "pending"
+
+
+def _who(request: AccessRequest) -> str:
+    identity = request.status.identity or request.spec.grantee.service_account
+    return f"{identity.namespace}/{identity.name}" if identity else "an ephemeral ServiceAccount"
 
 
 class Observer:
@@ -74,46 +93,146 @@ class Observer:
         if self.kube is not None:
             await post_event(self.kube, obj, type_, reason, message, self._clock())
 
-    async def requested(self, request: AccessRequest) -> None:
+    async def _tell(
+        self, targets: Sequence[dict[str, Any]], reason: str, message: str, *, warning: bool, break_glass: bool
+    ) -> None:
+        """Post one Event on each target; break-glass turns it into a Warning that says so."""
+        type_: EventType = "Warning" if warning or break_glass else "Normal"
+        text = f"break-glass: {message}" if break_glass else message
+        for target in targets:
+            await self._event(target, type_, reason, text)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def requested(self, request: AccessRequest, *, break_glass: bool = False) -> None:
+        """The operator saw a new request (audit `requested`, Event RequestReceived)."""
+        spec = request.spec
+        fields = records.of_request(request, Phase.PENDING)
+        if break_glass:
+            fields["breakGlass"] = True
         self.audit.write(
-            "requested",
-            request={"name": request.name, "namespace": request.namespace, "uid": request.metadata.uid},
-            requester=request.status.requester.to_wire() if request.status.requester else None,
-            grantee=request.spec.grantee.to_wire(),
-            permission=request.spec.permission,
-            rules=[r.to_wire() for r in request.spec.rules] if request.spec.rules else None,
-            reason=request.spec.reason,
+            a.REQUESTED,
+            **fields,
+            reason=spec.reason,
+            ttl=format_duration(spec.ttl) if spec.ttl is not None else None,
+            taskRef=spec.task_ref.to_wire() if spec.task_ref else None,
+            delivery=spec.delivery.to_wire() if spec.delivery else None,
         )
+        who = request.status.requester.username if request.status.requester else "an unrecorded requester"
+        message = (
+            f"AccessRequest {request.namespace}/{request.name} filed by {who}: "
+            f"{spec.permission or 'inline rules'} for {_who(request)}"
+        )
+        await self._tell([_request_target(request)], r.REQUEST_RECEIVED, message, warning=False, break_glass=break_glass)
 
     async def decided(self, request: AccessRequest, decision: Decision) -> None:
-        self.metrics.requests.labels(decision.outcome.value, decision.policy or "").inc()
-        self.audit.write(
-            "decided" if decision.outcome.value != "denied" else "denied",
-            request={"name": request.name, "namespace": request.namespace, "uid": request.metadata.uid},
-            outcome=decision.outcome.value,
+        """Policy evaluated (audit `decided`); `request.status` is the status before this decision."""
+        outcome = decision.outcome.value
+        if _previous_outcome(request.status) != outcome:
+            self.metrics.requests.labels(outcome, decision.policy or "").inc()
+        fields = records.of_request(request, _OUTCOME_PHASE.get(outcome))
+        fields.update(
             policy=decision.policy,
+            rules=records.rules(decision.rules) or fields["rules"],
+            clusterRole=decision.cluster_role,
+            breakGlass=records.flag(decision.break_glass),
+            persistenceCapable=records.flag(decision.persistence_capable),
+        )
+        self.audit.write(
+            a.DECIDED,
+            **fields,
+            outcome=outcome,
             reason=decision.reason,
+            ttl=format_duration(decision.ttl) if decision.ttl is not None else None,
+            approvalsRequired=decision.approvals_required or None,
             mismatches=list(decision.mismatches) or None,
             persistence=list(decision.persistence) or None,
-            breakGlass=decision.break_glass or None,
-            requester=request.status.requester.to_wire() if request.status.requester else None,
         )
-        denied = decision.outcome.value == "denied"
-        reason = c.EVENT_REQUEST_DENIED if denied else c.EVENT_REQUEST_DECIDED
-        type_: EventType = "Warning" if denied or decision.break_glass else "Normal"
-        await self._event(_request_ref(request), type_, reason, decision.reason)
+        if outcome == "denied":
+            reason, message = r.REQUEST_DENIED, decision.reason
+        elif outcome == "pending":
+            needed = decision.approvals_required
+            reason = r.APPROVAL_REQUIRED
+            message = f"policy {decision.policy} requires {needed} approval(s): {decision.reason}"
+        else:
+            reason, message = r.REQUEST_ALLOWED, f"allowed by policy {decision.policy}: {decision.reason}"
+        await self._tell(
+            [_request_target(request)],
+            reason,
+            message,
+            warning=outcome == "denied",
+            break_glass=decision.break_glass,
+        )
 
-    async def approval_recorded(self, request: AccessRequest, record: ApprovalRecord, counted: bool) -> None:
+    async def malformed(self, meta: Mapping[str, Any], reason: str) -> None:
+        """A request that does not parse is denied: the same chain as a policy denial."""
+        ref = records.request_ref(meta.get("name", ""), meta.get("namespace"), meta.get("uid", ""))
+        self.metrics.requests.labels("denied", "").inc()
+        self.audit.write(a.REQUESTED, request=ref, phase=Phase.PENDING.value)
+        self.audit.write(a.DECIDED, request=ref, phase=Phase.DENIED.value, outcome="denied", reason=reason)
+        target = involved(c.KIND_REQUEST, ref["name"], ref["namespace"], ref["uid"])
+        await self._tell([target], r.REQUEST_DENIED, reason, warning=True, break_glass=False)
+
+    async def approval_recorded(
+        self, request: AccessRequest, record: ApprovalRecord, counted: bool, tally: Tally | None = None
+    ) -> None:
+        """One approver's decision (audit `approved` or `denied`); `tally` is the count it is part of."""
+        why_not = dict(tally.ignored).get(record.username) if tally is not None else None
+        if record.decision == "deny":
+            # One eligible deny ends the request; an ineligible one is recorded and ignored.
+            counted = why_not is None if tally is not None else counted
+            after = Phase.DENIED if counted else Phase.PENDING
+        else:
+            after = Phase.APPROVED if tally is not None and tally.approved else Phase.PENDING
+        policy = request.status.policy or ""
+        self.metrics.approvals.labels(record.decision, str(counted).lower(), policy).inc()
+        denial = record.decision == "deny"
         self.audit.write(
-            "approved" if record.decision == "approve" else "denied",
-            request={"name": request.name, "namespace": request.namespace, "uid": request.metadata.uid},
+            a.DENIED if denial else a.APPROVED,
+            **records.of_request(request, after if tally is not None or denial else None),
+            by="approver",
             approver={"username": record.username, "groups": record.groups},
-            decision=record.decision,
-            counted=counted,
+            at=format_time(record.at),
             comment=record.comment,
+            counted=counted,
+            ignoredBecause=None if counted else why_not,
+            approvalsMissing=tally.missing if tally is not None and not denial else None,
+            final=True if denial and counted else None,
         )
-        message = f"{record.decision} by {record.username}" + ("" if counted else " (not counted)")
-        await self._event(_request_ref(request), "Normal", c.EVENT_APPROVAL_RECORDED, message)
+        verb = "denied" if denial else "approved"
+        message = f"AccessRequest {request.namespace}/{request.name} {verb} by {record.username}"
+        if record.comment:
+            message += f": {record.comment}"
+        if not counted:
+            message += f" (not counted: {why_not})" if why_not else " (not counted)"
+        await self._tell(
+            [_request_target(request)],
+            r.DENIAL_RECORDED if denial else r.APPROVAL_RECORDED,
+            message,
+            warning=denial,
+            break_glass=bool(request.status.break_glass),
+        )
+
+    async def timed_out(self, request: AccessRequest, message: str) -> None:
+        """No approval quorum in time (audit `denied` by timeout, Event ApprovalTimedOut)."""
+        self.metrics.requests.labels("timed-out", request.status.policy or "").inc()
+        self.audit.write(
+            a.DENIED,
+            **records.of_request(request, Phase.TIMED_OUT),
+            by="timeout",
+            reason=c.REASON_TIMED_OUT,
+            message=message,
+            final=True,
+        )
+        await self._tell(
+            [_request_target(request)],
+            r.APPROVAL_TIMED_OUT,
+            message,
+            warning=True,
+            break_glass=bool(request.status.break_glass),
+        )
+
+    # -- grants ------------------------------------------------------------------------------
 
     async def issued(
         self,
@@ -123,55 +242,82 @@ class Observer:
         token_credential_id: str | None,
         latency: float | None,
     ) -> None:
+        """The privilege is live (audit `issued` with object uids and the token's credential id)."""
         spec = grant.spec
-        self.metrics.active_grants.labels(spec.policy, spec.mode).inc()
+        self.metrics.grant_live(grant.metadata.uid, spec.policy, spec.mode)
         if latency is not None:
             self.metrics.issue_latency.observe(latency)
         if spec.persistence_capable:
             self.metrics.persistence_grants.labels(spec.policy).inc()
         if spec.break_glass:
             self.metrics.break_glass_grants.labels(spec.policy).inc()
+        fields = records.of_grant(grant, request.status)
+        fields["phase"] = Phase.ACTIVE.value
         self.audit.write(
-            "issued",
-            **_grant_fields(grant),
-            approvers=[a.username for a in request.status.approvals if a.decision == "approve"] or None,
+            a.ISSUED,
+            **fields,
             objects=[o.to_wire() for o in objects],
             tokenCredentialId=token_credential_id,
+            issuedAt=format_time(grant.status.issued_at) if grant.status.issued_at else None,
+            latencySeconds=round(latency, 6) if latency is not None else None,
         )
         who = f"{spec.identity.namespace}/{spec.identity.name}" if spec.identity else "?"
-        message = f"granted {spec.permission or 'rules'} to {who} until {format_time(spec.expires_at)}"
-        type_: EventType = "Warning" if spec.break_glass else "Normal"
-        await self._event(_request_ref(request), type_, c.EVENT_GRANT_ISSUED, message)
+        message = (
+            f"TaskGrant {grant.name} live: {spec.permission or spec.cluster_role or 'rules'} for {who} "
+            f"until {format_time(spec.expires_at)}"
+        )
+        if token_credential_id:
+            message += f"; token credential id JTI={token_credential_id}"
+        await self._tell(_grant_targets(grant), r.GRANT_ISSUED, message, warning=False, break_glass=spec.break_glass)
 
     async def revoked(
-        self, grant: TaskGrant, reason: str, message: str, lag: float | None, token_credential_id: str | None
+        self,
+        grant: TaskGrant,
+        reason: str,
+        message: str,
+        lag: float | None,
+        token_credential_id: str | None,
+        request_status: AccessRequestStatus | None = None,
     ) -> None:
+        """The privilege is gone (audit `revoked`: reason, lag behind expiresAt, credential id)."""
         spec = grant.spec
-        self.metrics.active_grants.labels(spec.policy, spec.mode).dec()
+        self.metrics.grant_ended(grant.metadata.uid)
         self.metrics.revocations.labels(reason).inc()
         if lag is not None:
             self.metrics.revocation_lag.observe(lag)
+        fields = records.of_grant(grant, request_status)
+        if reason in _END_PHASE:
+            fields["phase"] = _END_PHASE[reason].value
+        revoked_at = request_status.revoked_at if request_status is not None else None
         self.audit.write(
-            "revoked",
-            **_grant_fields(grant),
+            a.REVOKED,
+            **fields,
             endReason=reason,
             message=message,
-            lagSeconds=lag,
-            tokenCredentialId=token_credential_id,
+            revokedAt=format_time(revoked_at) if revoked_at else None,
+            lagSeconds=round(lag, 6) if lag is not None else None,
+            tokenCredentialId=token_credential_id or grant.status.token_credential_id,
         )
-        ref = involved(c.KIND_REQUEST, spec.request.name, grant.namespace, spec.request.uid)
-        type_: EventType = "Warning" if spec.break_glass else "Normal"
-        await self._event(ref, type_, c.EVENT_GRANT_REVOKED, f"{reason}: {message}")
+        text = f"TaskGrant {grant.name} revoked ({reason}): {message}"
+        if lag is not None:
+            text += f"; binding removed {lag:.3f}s after expiresAt"
+        await self._tell(_grant_targets(grant), r.GRANT_REVOKED, text, warning=False, break_glass=spec.break_glass)
 
     async def failed(self, request: AccessRequest, step: str, message: str) -> None:
+        """Issuance failed at `step` and was rolled back (audit `failed`, Event GrantFailed)."""
         self.metrics.issue_failures.labels(step).inc()
-        self.audit.write(
-            "failed",
-            request={"name": request.name, "namespace": request.namespace, "uid": request.metadata.uid},
-            step=step,
-            message=message,
+        self.audit.write(a.FAILED, **records.of_request(request, Phase.FAILED), step=step, message=message)
+        await self._tell(
+            [_request_target(request)],
+            r.GRANT_FAILED,
+            f"AccessRequest {request.namespace}/{request.name} failed at {step}: {message}",
+            warning=True,
+            break_glass=bool(request.status.break_glass),
         )
-        await self._event(_request_ref(request), "Warning", c.EVENT_GRANT_FAILED, message)
+
+    def resumed(self, grant: TaskGrant) -> None:
+        """A grant found live at start: counted as active, no record (its `issued` was written then)."""
+        self.metrics.grant_live(grant.metadata.uid, grant.spec.policy, grant.spec.mode)
 
     async def warn(self, obj: dict[str, Any], reason: str, message: str) -> None:
         await self._event(obj, "Warning", reason, message)

@@ -1,8 +1,17 @@
-"""Prometheus metrics; every label has bounded cardinality (policy names, modes, reasons)."""
+"""Prometheus metrics, documented in docs/metrics.md.
+
+Every label has bounded cardinality: policy names (written by platform admins), modes,
+reasons, steps and kinds of work. Nothing names a request, a grantee or a requester.
+"""
 
 from __future__ import annotations
 
+from typing import Final
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# The only label names any family may use; tests/unit/test_observe.py holds every family to it.
+BOUNDED_LABELS: Final = frozenset({"decision", "policy", "mode", "reason", "step", "kind", "counted"})
 
 # Seconds from request creation to live grant, and behind expiresAt at revocation.
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -16,8 +25,14 @@ class Metrics:
         r = self.registry
         self.requests = Counter(
             "zsp_requests",
-            "AccessRequests decided, by outcome and policy",
+            "AccessRequests by the decision that moved them on (allowed, pending, denied, timed-out), by policy",
             ["decision", "policy"],
+            registry=r,
+        )
+        self.approvals = Counter(
+            "zsp_approvals",
+            "Approver decisions recorded (approve, deny), whether they counted, by policy",
+            ["decision", "counted", "policy"],
             registry=r,
         )
         self.active_grants = Gauge(
@@ -26,7 +41,7 @@ class Metrics:
         self.revocations = Counter("zsp_revocations", "Grants revoked, by reason", ["reason"], registry=r)
         self.revocation_lag = Histogram(
             "zsp_revocation_lag_seconds",
-            "How far behind expiresAt the privilege was removed (negative: early)",
+            "How far behind expiresAt an expired grant's binding was removed (negative: early)",
             buckets=(-1, -0.5, -0.1, 0, *_LATENCY_BUCKETS),
             registry=r,
         )
@@ -63,3 +78,17 @@ class Metrics:
         self.reconcile_errors = Counter(
             "zsp_reconcile_errors", "Errors while reconciling, by kind of work", ["kind"], registry=r
         )
+        # uid -> (policy, mode) of every grant counted in active_grants; keyed so that a grant
+        # reported twice, or ended without having been counted (before a restart), never skews it.
+        self._live: dict[str, tuple[str, str]] = {}
+
+    def grant_live(self, uid: str, policy: str, mode: str) -> None:
+        """Count a grant as live once, however often it is reported."""
+        if uid not in self._live:
+            self._live[uid] = (policy, mode)
+            self.active_grants.labels(policy, mode).inc()
+
+    def grant_ended(self, uid: str) -> None:
+        labels = self._live.pop(uid, None)
+        if labels is not None:
+            self.active_grants.labels(*labels).dec()

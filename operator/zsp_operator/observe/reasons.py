@@ -1,0 +1,43 @@
+"""Reasons of the Kubernetes Events the operator posts, and the audit event each one mirrors.
+
+Reasons are specific (`GrantIssued`, not `Started`) so `kubectl get events
+--field-selector reason=GrantRevoked` finds exactly one kind of step. Readers that rebuild a
+request's story from status (`observe.chain`, `zsp describe`) use `AUDIT_EVENT_OF` to tell
+which Events only repeat a transition status already records.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from zsp_operator.core import constants as c
+from zsp_operator.observe import audit
+
+REQUEST_RECEIVED: Final = "RequestReceived"
+REQUEST_ALLOWED: Final = "RequestAllowed"
+APPROVAL_REQUIRED: Final = "ApprovalRequired"
+REQUEST_DENIED: Final = c.EVENT_REQUEST_DENIED
+APPROVAL_RECORDED: Final = c.EVENT_APPROVAL_RECORDED
+DENIAL_RECORDED: Final = "DenialRecorded"
+APPROVAL_TIMED_OUT: Final = "ApprovalTimedOut"
+GRANT_ISSUED: Final = c.EVENT_GRANT_ISSUED
+GRANT_REVOKED: Final = c.EVENT_GRANT_REVOKED
+GRANT_FAILED: Final = c.EVENT_GRANT_FAILED
+EDIT_IGNORED: Final = c.EVENT_EDIT_IGNORED
+
+# Event reason -> the audit event of the same transition.
+AUDIT_EVENT_OF: Final = {
+    REQUEST_RECEIVED: audit.REQUESTED,
+    REQUEST_ALLOWED: audit.DECIDED,
+    APPROVAL_REQUIRED: audit.DECIDED,
+    REQUEST_DENIED: audit.DECIDED,
+    APPROVAL_RECORDED: audit.APPROVED,
+    DENIAL_RECORDED: audit.DENIED,
+    APPROVAL_TIMED_OUT: audit.DENIED,
+    GRANT_ISSUED: audit.ISSUED,
+    GRANT_REVOKED: audit.REVOKED,
+    GRANT_FAILED: audit.FAILED,
+    c.EVENT_STANDING_BINDING: audit.STANDING_FOUND,
+    c.EVENT_STANDING_BINDING_REMOVED: audit.STANDING_REMOVED,
+}
+TRANSITION_REASONS: Final = frozenset(AUDIT_EVENT_OF)
