@@ -131,7 +131,20 @@ def admit_approval(
             f"{_field(key)}: {user.username} is not an approver of AccessPolicy {policy.name} (approvers: {approvers})"
         )
         return verdict
+    requester = _records_requester(_annotations(old).get(c.ANNOTATION_REQUESTER))
+    self_approval = requester is not None and requester == user.username and decision == "approve"
+    if self_approval and not (policy is not None and policy.spec.approval.allow_self_approval):
+        verdict.errors.append(
+            f"{_field(key)}: {user.username} filed AccessRequest {name} and may not approve it "
+            "(the policy does not set approval.allowSelfApproval); ask another approver"
+        )
+        return verdict
     records = _records(_annotations(old).get(c.ANNOTATION_APPROVALS))
+    if any(r.username == user.username and r.decision == decision for r in records):
+        verdict.errors.append(
+            f"{_field(key)}: {user.username} has already recorded {decision} on AccessRequest {name}"
+        )
+        return verdict
     comment = after[key].strip() or None
     records.append(
         ApprovalRecord(username=user.username, groups=user.groups, decision=decision, at=now, comment=comment)
@@ -139,6 +152,15 @@ def admit_approval(
     verdict.annotations[c.ANNOTATION_APPROVALS] = json.dumps([r.to_wire() for r in records])
     verdict.annotations[key] = None
     return verdict
+
+
+def _records_requester(raw: str | None) -> str | None:
+    """The username in the webhook-written requester annotation, if readable."""
+    try:
+        value = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return str(value.get("username")) if isinstance(value, dict) and value.get("username") else None
 
 
 def _records(raw: str | None) -> list[ApprovalRecord]:
