@@ -104,6 +104,7 @@ async def test_status_subresource_separates_spec_and_status_writes(raw: Raw) -> 
                        content_type="application/merge-patch+json")
     assert sub["status"] == {"phase": "Ready"}
     assert sub["spec"]["size"] == 7
+    assert (await raw.call("DELETE", f"{GADGETS}/s/status"))[0] == 405
 
 
 async def test_json_patch_applies_operations_and_fails_a_test_with_422(raw: Raw) -> None:

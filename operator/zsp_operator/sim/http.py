@@ -31,6 +31,7 @@ _TRUE = ("1", "t", "T", "true", "TRUE", "True")  # Go's strconv.ParseBool
 
 def parse_bool(value: str | None) -> bool:
     return value in _TRUE
+_SUBRESOURCE_VERBS = {"status": ("get", "update", "patch"), "finalize": ("update",), "token": ("create",)}
 ANONYMOUS = UserInfo("system:anonymous", groups=("system:unauthenticated",))
 
 
@@ -183,6 +184,8 @@ class ApiHandler:
             namespace = ""
         if info.subresource and info.subresource not in rtype.subresources:
             raise E.path_not_found()
+        if info.subresource and info.verb not in _SUBRESOURCE_VERBS.get(info.subresource, ()):
+            raise E.method_not_allowed()
         if info.verb not in rtype.verbs and not info.subresource:
             raise E.method_not_allowed()
         ctx = RequestContext(user, dry_run="All" in query.getall("dryRun", []),
