@@ -22,8 +22,8 @@ from zsp_operator.cli.summary import (
     status_of,
 )
 from zsp_operator.cli.timeline import Entry, event_time, timeline
-from zsp_operator.core.approvals import tally
-from zsp_operator.core.models import AccessPolicySpec, Phase, PolicyRule
+from zsp_operator.core.approvals import is_eligible, tally
+from zsp_operator.core.models import AccessPolicySpec, ApprovalRecord, Phase, PolicyRule, UserInfo
 from zsp_operator.core.rbac import describe_rule
 
 Body = Mapping[str, Any]
@@ -127,34 +127,49 @@ def _decision_section(body: Body, now: datetime) -> list[str]:
     return lines
 
 
+def record_effects(
+    records: Sequence[ApprovalRecord], policy: AccessPolicySpec, asked_by: UserInfo | None
+) -> list[str]:
+    """What each record (in time order) did to the tally: `yes`, `denies`, or `no: <why>`.
+
+    Each record is judged by the tally itself (with and without it), so the words match
+    what the operator counted.
+    """
+    effects = []
+    for i, record in enumerate(records):
+        before, after = tally(records[:i], policy, asked_by), tally(records[: i + 1], policy, asked_by)
+        if record.decision == "deny" and is_eligible(record, policy.approval.approvers):
+            effects.append("denies")
+        elif len(after.counted) > len(before.counted):
+            effects.append("yes")
+        elif len(after.ignored) > len(before.ignored):
+            effects.append(f"no: {after.ignored[-1][1]}")
+        else:
+            effects.append("no")
+    return effects
+
+
 def _approvals_section(body: Body, policy: AccessPolicySpec | None, now: datetime) -> list[str]:
-    records = approval_records(body)
+    records = sorted(approval_records(body), key=lambda r: r.at)
+    asked_by = requester(body)
     if policy is not None:
-        result = tally(records, policy, requester(body))
+        result = tally(records, policy, asked_by)
         required = policy.approval.required
         approvers = ", ".join(f"{s.kind.value} {s.name}" for s in policy.approval.approvers) or "nobody"
         if required == 0:
             head = "not required by the policy"
         else:
             head = f"{len(result.counted)} of {required} required (approvers: {approvers})"
-        counted = set(result.counted)
-        why = dict(result.ignored)
+        effects = record_effects(records, policy, asked_by)
     else:
         head = f"{len(records)} recorded (policy not readable: cannot say which count)"
-        counted, why = set(), {}
+        effects = [NONE] * len(records)
     lines = [_field("Approvals", head)]
     if records:
-        rows = []
-        for record in records:
-            if policy is None:
-                counts = NONE
-            elif record.decision == "deny":
-                counts = "denies"
-            else:
-                counts = (
-                    "yes" if record.username in counted else f"no: {why.get(record.username, 'duplicate')}"
-                )
-            rows.append([record.username, record.decision, age(record.at, now), counts, record.comment or ""])
+        rows = [
+            [record.username, record.decision, age(record.at, now), effect, record.comment or ""]
+            for record, effect in zip(records, effects, strict=True)
+        ]
         lines += _indented(table(["approver", "decision", "age", "counted", "comment"], rows))
     return lines
 
