@@ -216,13 +216,15 @@ def build_report(
     roles: Iterable[Body],
     cluster_roles: Iterable[Body],
     namespaces: Iterable[Body],
-    service_accounts: Iterable[Body],
+    service_accounts: Iterable[Body] | None,
     grants: Iterable[Body] | None,
     allowlist: Sequence[str] = (),
 ) -> Report:
     """The report over everything listed.
 
     Parameters:
+        service_accounts: every ServiceAccount; None when they could not be read, which
+            leaves whether a ServiceAccount subject exists unknown.
         grants: the cluster's TaskGrants; None when they could not be read, which leaves
             bindings with the operator's labels `unverified`.
         allowlist: bindings accepted as they are (`NS/NAME` or `NAME`, wildcards allowed).
@@ -233,10 +235,12 @@ def build_report(
         (ns.get("metadata") or {}).get("name", ""): dict((ns.get("metadata") or {}).get("labels") or {})
         for ns in namespaces
     }
-    accounts = {
-        ((sa.get("metadata") or {}).get("namespace", ""), (sa.get("metadata") or {}).get("name", ""))
-        for sa in service_accounts
-    }
+    accounts = None
+    if service_accounts is not None:
+        accounts = {
+            ((sa.get("metadata") or {}).get("namespace", ""), (sa.get("metadata") or {}).get("name", ""))
+            for sa in service_accounts
+        }
     by_subject: dict[SubjectRef, _Accumulator] = {}
     states: Counter[str] = Counter()
     persistence_grants: set[str] = set()
@@ -263,18 +267,21 @@ def build_report(
                 held[key] = (raw, finding.standing or (previous is not None and previous[1]))
     analyse = _RuleAnalysis()
     reports = []
-    for subject in sorted(by_subject):
+    for subject in sorted(by_subject, key=lambda s: (s.kind, s.namespace, s.name)):
         acc = by_subject[subject]
         scopes = []
         for scope in sorted(acc.rules, key=lambda s: (s is not None, s or "")):
             held = acc.rules[scope]
             findings = []
-            for key in sorted(held):
+            # Grouped by what they act on (apiGroups, resources...) rather than by verbs.
+            for key in sorted(held, key=lambda k: (*k[1:], k[0])):
                 raw, standing = held[key]
                 text, risks = analyse(key, raw)
                 findings.append(RuleFinding(raw, text, standing, risks))
             scopes.append(Scope(scope, tuple(findings)))
-        exists = (subject.namespace, subject.name) in accounts if subject.kind == "ServiceAccount" else None
+        exists = None
+        if subject.kind == "ServiceAccount" and accounts is not None:
+            exists = (subject.namespace, subject.name) in accounts
         ordered = sorted(acc.bindings, key=lambda f: (f.binding.kind, f.binding.namespace, f.binding.name))
         reports.append(SubjectReport(subject, exists, tuple(ordered), tuple(scopes)))
     summary = Summary(
