@@ -17,11 +17,18 @@ from zsp_operator.core.admission import (
     admit_request_identity,
     admit_request_spec,
     requester_annotation,
+    userinfo,
 )
 from zsp_operator.core.models import AccessPolicy, UserInfo
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
-PIPELINE = UserInfo(username="system:serviceaccount:ci:pipeline", uid="p1", groups=["system:serviceaccounts"])
+CREDENTIAL = {"authentication.kubernetes.io/credential-id": ["JTI=5f1c"]}
+PIPELINE = UserInfo(
+    username="system:serviceaccount:ci:pipeline",
+    uid="p1",
+    groups=["system:serviceaccounts"],
+    extra=CREDENTIAL,
+)
 ALICE = UserInfo(username="alice", uid="a1", groups=["platform-leads"])
 DAVE = UserInfo(username="dave", uid="d1", groups=["developers"])
 
@@ -82,13 +89,22 @@ STAMPED = {c.ANNOTATION_REQUESTER: requester_annotation(PIPELINE)}
 # --- identity -------------------------------------------------------------------------------
 
 
-def test_create_stamps_the_authenticated_creator() -> None:
-    verdict = admit_request_identity("CREATE", None, request(), PIPELINE)
+def test_create_stamps_the_authenticated_creator_with_its_credential_id() -> None:
+    user = userinfo(
+        {
+            "username": PIPELINE.username,
+            "uid": "p1",
+            "groups": ["system:serviceaccounts"],
+            "extra": CREDENTIAL,
+        }
+    )
+    verdict = admit_request_identity("CREATE", None, request(), user)
     assert verdict.allowed
     assert json.loads(verdict.annotations[c.ANNOTATION_REQUESTER] or "") == {
         "username": PIPELINE.username,
         "uid": "p1",
         "groups": ["system:serviceaccounts"],
+        "extra": CREDENTIAL,
     }
 
 

@@ -58,6 +58,7 @@ def userinfo(raw: Mapping[str, Any]) -> UserInfo:
         username=str(raw.get("username", "")),
         uid=str(raw.get("uid", "") or ""),
         groups=[str(g) for g in raw.get("groups") or []],
+        extra={str(k): [str(v) for v in values] for k, values in (raw.get("extra") or {}).items()},
     )
 
 

@@ -398,11 +398,16 @@ class AccessRequestSpec(Model):
 
 
 class UserInfo(Model):
-    """An authenticated identity as the API server reported it."""
+    """An authenticated identity as the API server reported it.
+
+    `extra` carries what the authenticator added, e.g. a ServiceAccount token's
+    `authentication.kubernetes.io/credential-id`: which credential filed the request.
+    """
 
     username: str
     uid: str = ""
     groups: list[str] = Field(default_factory=list)
+    extra: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class ApprovalRecord(Model):
