@@ -25,7 +25,7 @@ from cli_bodies import (
     request,
 )
 
-from zsp_operator.cli.describe import record_effects, relative, render, stamp
+from zsp_operator.cli.describe import distinct, record_effects, relative, render, stamp
 from zsp_operator.cli.timeline import event_time, timeline
 from zsp_operator.core.lifecycle import IssueFailed, TimedOut
 from zsp_operator.core.models import UserInfo
@@ -67,55 +67,29 @@ GRANT = {
 
 
 def steps(body: dict[str, Any], events: list[dict[str, Any]] | None = None) -> list[str]:
-    return [entry.what for entry in timeline(body, events or [])]
+    return [entry.step for entry in timeline(body, events or [])]
 
 
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (request(), ["Requested"]),
-        (request((0.1, decided())), ["Requested", "Allowed"]),
-        (request((0.1, decided("denied", "no policy"))), ["Requested", "Denied"]),
-        (
-            APPROVED_BY_TWO,
-            [
-                "Requested",
-                "Needs approval",
-                "Approved by",
-                "Approved by",
-                "Quorum reached",
-                "Issued",
-                "Expires",
-            ],
-        ),
-        (
-            request(
-                PENDING,
-                (
-                    1,
-                    approvals_changed(
-                        [approval(DAVE, 1, "deny")], denied_by="dave", message="denied by dave"
-                    ),
-                ),
-            ),
-            ["Requested", "Needs approval", "Denied by", "Denied"],
-        ),
-        (request(PENDING, (30, TimedOut("no quorum in 30m"))), ["Requested", "Needs approval", "Timed out"]),
-        (
-            request((0.1, decided()), (1, IssueFailed("rolebinding refused"))),
-            ["Requested", "Allowed", "Failed"],
-        ),
+        (request(), ["requested"]),
+        (request((0.1, decided("denied", "no policy"))), ["requested", "decided"]),
+        (APPROVED_BY_TWO, ["requested", "decided", "approved", "approved", "issued", "expires"]),
         (
             request((0.1, decided()), (1, issued()), (11, ended("Expired", "ttl reached", 11))),
-            ["Requested", "Allowed", "Issued", "Expired"],
+            ["requested", "decided", "issued", "revoked"],
         ),
         (
-            request((0.1, decided()), (1, issued()), (3, ended("Revoked", "policy deleted", 3))),
-            ["Requested", "Allowed", "Issued", "Revoked"],
+            request((0.1, decided()), (1, IssueFailed("rolebinding refused"))),
+            ["requested", "decided", "failed"],
         ),
+        (request(PENDING, (30, TimedOut("no quorum in 30m"))), ["requested", "decided", "denied"]),
     ],
 )
-def test_timeline_steps_from_status(body: dict[str, Any], expected: list[str]) -> None:
+def test_timeline_is_the_audit_chain_and_a_live_grants_expiry(
+    body: dict[str, Any], expected: list[str]
+) -> None:
     assert steps(body) == expected
 
 
@@ -126,7 +100,7 @@ def test_timeline_weaves_in_events_that_status_does_not_record() -> None:
         event("EditIgnored", "only spec.done may change", 3, "Warning", count=2),
     ]
     entries = timeline(APPROVED_BY_TWO, events)
-    assert [e.what for e in entries][-2:] == ["Event EditIgnored", "Expires"]
+    assert [e.step for e in entries][-2:] == ["event EditIgnored", "expires"]
     edit = entries[-2]
     assert edit.warning
     assert edit.detail == "only spec.done may change (x2)"
@@ -273,3 +247,18 @@ def test_describe_of_an_undecided_request() -> None:
 )
 def test_each_approval_record_says_whether_it_counted(records: list[Any], effects: list[str]) -> None:
     assert record_effects(records, policy(), PIPELINE_LEAD) == effects
+
+
+def test_events_posted_on_both_request_and_grant_are_shown_once() -> None:
+    issued_event = event("GrantIssued", "granted deploy", 2.1)
+    on_grant = {**issued_event, "involvedObject": {"kind": "TaskGrant"}}
+    text = render(
+        APPROVED_BY_TWO,
+        events=[issued_event, on_grant, event("EditIgnored", "x", 3)],
+        grant=None,
+        policy=None,
+        now=NOW,
+    )
+    events = text.split("Events:")[1]
+    assert events.count("GrantIssued") == 1
+    assert distinct([issued_event, on_grant]) == [issued_event]

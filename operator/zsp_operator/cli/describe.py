@@ -223,9 +223,21 @@ def _timeline_section(entries: Sequence[Entry], now: datetime) -> list[str]:
     if not entries:
         return [_field("Timeline", None)]
     rows = [
-        [stamp(e.at), relative(e.at, now), ("! " if e.warning else "") + e.what, e.detail] for e in entries
+        [stamp(e.at), relative(e.at, now), ("! " if e.warning else "") + e.step, e.detail] for e in entries
     ]
     return ["Timeline:", *_indented(table(["time", "when", "step", "detail"], rows))]
+
+
+def distinct(events: Sequence[Body]) -> list[Body]:
+    """Events once each: the operator posts some on both the request and its TaskGrant."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for event in events:
+        key = (str(event.get("reason", "")), str(event.get("message", "")))
+        if key not in seen:
+            seen.add(key)
+            kept.append(event)
+    return kept
 
 
 def _events_section(events: Sequence[Body] | None, now: datetime, why_missing: str | None) -> list[str]:
@@ -234,7 +246,7 @@ def _events_section(events: Sequence[Body] | None, now: datetime, why_missing: s
     if not events:
         return [_field("Events", None)]
     rows = []
-    for event in sorted(events, key=lambda e: event_time(e) or now):
+    for event in sorted(distinct(events), key=lambda e: event_time(e) or now):
         source = (event.get("source") or {}).get("component") or event.get("reportingComponent") or ""
         count = int(event.get("count") or 1)
         when = age(event_time(event), now) + (f" (x{count})" if count > 1 else "")

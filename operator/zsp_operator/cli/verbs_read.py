@@ -47,6 +47,7 @@ from zsp_operator.core.admission import userinfo
 from zsp_operator.core.models import AccessPolicySpec, Phase, UserInfo
 from zsp_operator.kube import Forbidden, Kube, KubeError
 from zsp_operator.kube.resources import ACCESS_POLICIES, ACCESS_REQUESTS, EVENTS, SECRETS, TASK_GRANTS
+from zsp_operator.observe.chain import chain_from
 
 Body = dict[str, Any]
 
@@ -89,6 +90,12 @@ def _register_describe(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("name", metavar="NAME")
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("json", "yaml"),
+        help="the request, its TaskGrant, chain and Events as data",
+    )
     add_cluster_flags(parser)
     parser.set_defaults(func=run_describe)
 
@@ -209,14 +216,6 @@ def run_describe(args: argparse.Namespace) -> int:
         body = await kube.get(ACCESS_REQUESTS, name, namespace)
         if body is None:
             raise not_found(name, namespace)
-        uid = body["metadata"].get("uid", "")
-        events: list[Body] | None
-        events_error = None
-        try:
-            events = await kube.list(EVENTS, namespace, field_selector=f"involvedObject.uid={uid}")
-        except KubeError as err:
-            # Describing must not fail because one part is unreadable: say so in its place.
-            events, events_error = None, api_error_message(err, kube.connection.server)
         status = status_of(body)
         grant = None
         if status.grant is not None:
@@ -224,18 +223,31 @@ def run_describe(args: argparse.Namespace) -> int:
                 grant = await kube.get(TASK_GRANTS, status.grant.name, namespace)
             if grant is not None and grant["metadata"].get("uid") != status.grant.uid:
                 grant = None  # a same-named grant of another request
+        # The operator posts Events on the request and on its TaskGrant (which may be gone).
+        uids = [body["metadata"].get("uid", ""), *([status.grant.uid] if status.grant else [])]
+        events: list[Body] | None = None
+        events_error = None
+        try:
+            found: list[Body] = []
+            for uid in filter(None, uids):
+                found += await kube.list(EVENTS, namespace, field_selector=f"involvedObject.uid={uid}")
+            events = found
+        except KubeError as err:
+            # Describing must not fail because one part is unreadable: say so in its place.
+            events_error = api_error_message(err, kube.connection.server)
         policy_name = status.policy or (body.get("spec") or {}).get("policy")
         policy = await _policy(kube, policy_name, strict=False) if policy_name else None
-        print(
-            render(
-                body,
-                events=events,
-                grant=grant,
-                policy=policy,
-                now=datetime.now(UTC),
-                events_error=events_error,
-            )
-        )
+        if args.output in ("json", "yaml"):
+            story = {
+                "request": body,
+                "taskGrant": grant,
+                "chain": [step.to_dict() for step in chain_from(body, events or [])],
+                "events": events,
+            }
+            print(dump(story, args.output))
+            return EXIT_OK
+        now = datetime.now(UTC)
+        print(render(body, events=events, grant=grant, policy=policy, now=now, events_error=events_error))
         return EXIT_OK
 
     return run_verb(args, verb)
