@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from machine import describe
+
 from zsp_operator.core.models import AccessPolicy, AccessRequest, PolicyRule, TaskGrant
 from zsp_operator.core.policy import Decision, Outcome, decide
 
@@ -326,7 +328,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{budget}s per case (at least {min_calls} calls)",
         file=sys.stderr,
     )
+    machine = describe()
     results = run(cases, budget=budget, min_calls=min_calls, max_calls=max_calls)
+    print(machine + "\n")
     print(table(results))
     if args.profile:
         case = Case(largest_p, largest_g)
