@@ -92,6 +92,14 @@ class RequestRef:
         return cls(request.name, request.namespace, request.metadata.uid)
 
 
+_END_REASONS = (c.REASON_EXPIRED, c.REASON_REVOKED, c.REASON_COMPLETED)
+
+
+def _timeout_key(namespace: str, name: str, uid: str) -> str:
+    """Approval deadlines are keyed by where the request lives, so firing needs no search."""
+    return f"{namespace}/{name}/{uid}"
+
+
 class Controller:
     def __init__(
         self,
@@ -132,11 +140,17 @@ class Controller:
         for grant in list(self.view.grants.values()):
             if grant.metadata.deletion_timestamp is not None:
                 continue  # its finalizer handler finishes it
+            ending = lifecycle.condition(grant.status.conditions, c.COND_READY)
             if grant.spec.expires_at <= now:
                 self.revoke_soon(grant, c.REASON_EXPIRED, "expired while the operator was not running")
+            elif ending is not None and ending.status == "False" and ending.reason in _END_REASONS:
+                # A revocation was under way when we stopped: finish it, for the same reason.
+                self.revoke_soon(grant, ending.reason, ending.message)
             else:
                 self.observer.resumed(grant)
                 self.expiry.arm(grant.metadata.uid, grant.spec.expires_at)
+        # Policies and namespaces may have changed while we were away: no event will say so.
+        await self.recheck(lambda grant: grant.metadata.uid not in self._revocations)
         await self.remove_orphans()
 
     async def stop(self) -> None:
@@ -290,7 +304,8 @@ class Controller:
         records = approvals_from(request.metadata.annotations)
         result = tally(records, policy.spec, request.status.requester)
         created = request.metadata.creation_timestamp or self.clock()
-        self.approval_timeouts.arm(request.metadata.uid, approval_deadline(created, policy.spec))
+        key = _timeout_key(request.namespace, request.name, request.metadata.uid)
+        self.approval_timeouts.arm(key, approval_deadline(created, policy.spec))
         if result.denied_by:
             message = f"denied by {result.denied_by}"
         elif result.approved:
@@ -303,7 +318,7 @@ class Controller:
         event = lifecycle.ApprovalsChanged(tuple(records), result.approved, result.denied_by, message)
         status = await self._transition(request, event)
         if status is not None and lifecycle.phase_of(status.conditions) is not Phase.PENDING:
-            self.approval_timeouts.disarm(request.metadata.uid)
+            self.approval_timeouts.disarm(_timeout_key(request.namespace, request.name, request.metadata.uid))
         return status
 
     async def _issue(self, request: AccessRequest, decision: Decision) -> None:
@@ -363,21 +378,23 @@ class Controller:
             log.warning("could not acknowledge edit of %s: %s", meta.get("name"), err)
 
     async def request_deleted(self, body: dict[str, Any]) -> None:
-        uid = body.get("metadata", {}).get("uid", "")
-        self.approval_timeouts.disarm(uid)
+        meta = body.get("metadata", {})
+        uid = meta.get("uid", "")
+        self.approval_timeouts.disarm(_timeout_key(meta.get("namespace", ""), meta.get("name", ""), uid))
         grant = self._grant_of(uid)
         if grant is not None:
             self.revoke_soon(grant, c.REASON_REVOKED, "the AccessRequest was deleted")
 
-    async def _time_out(self, request_uid: str) -> None:
-        for body in await self.kube.list(ACCESS_REQUESTS):
-            if body["metadata"]["uid"] == request_uid:
-                request = AccessRequest.model_validate(body)
-                message = "no approval quorum before the policy's approval.timeout"
-                status = await self._transition(request, lifecycle.TimedOut(message))
-                if status is not None and status != request.status:
-                    await self.observer.timed_out(request, message)
-                return
+    async def _time_out(self, key: str) -> None:
+        namespace, name, uid = key.split("/", 2)
+        body = await self.kube.get(ACCESS_REQUESTS, name, namespace)
+        if body is None or body["metadata"]["uid"] != uid:
+            return  # deleted or replaced meanwhile
+        request = AccessRequest.model_validate(body)
+        message = "no approval quorum before the policy's approval.timeout"
+        status = await self._transition(request, lifecycle.TimedOut(message))
+        if status is not None and status != request.status:
+            await self.observer.timed_out(request, message)
 
     # -- status writes -----------------------------------------------------------------------
 
