@@ -37,7 +37,11 @@ from zsp_operator.observe.metrics import Metrics
 __all__ = ["AuditLog", "Metrics", "Observer", "involved"]
 
 _OUTCOME_PHASE = {"allowed": Phase.APPROVED, "pending": Phase.PENDING, "denied": Phase.DENIED}
-_END_PHASE = {c.REASON_EXPIRED: Phase.EXPIRED, c.REASON_REVOKED: Phase.REVOKED, c.REASON_COMPLETED: Phase.COMPLETED}
+_END_PHASE = {
+    c.REASON_EXPIRED: Phase.EXPIRED,
+    c.REASON_REVOKED: Phase.REVOKED,
+    c.REASON_COMPLETED: Phase.COMPLETED,
+}
 
 
 def involved(
@@ -94,7 +98,13 @@ class Observer:
             await post_event(self.kube, obj, type_, reason, message, self._clock())
 
     async def _tell(
-        self, targets: Sequence[dict[str, Any]], reason: str, message: str, *, warning: bool, break_glass: bool
+        self,
+        targets: Sequence[dict[str, Any]],
+        reason: str,
+        message: str,
+        *,
+        warning: bool,
+        break_glass: bool,
     ) -> None:
         """Post one Event on each target; break-glass turns it into a Warning that says so."""
         type_: EventType = "Warning" if warning or break_glass else "Normal"
@@ -123,7 +133,9 @@ class Observer:
             f"AccessRequest {request.namespace}/{request.name} filed by {who}: "
             f"{spec.permission or 'inline rules'} for {_who(request)}"
         )
-        await self._tell([_request_target(request)], r.REQUEST_RECEIVED, message, warning=False, break_glass=break_glass)
+        await self._tell(
+            [_request_target(request)], r.REQUEST_RECEIVED, message, warning=False, break_glass=break_glass
+        )
 
     async def decided(self, request: AccessRequest, decision: Decision) -> None:
         """Policy evaluated (audit `decided`); `request.status` is the status before this decision."""
@@ -268,7 +280,9 @@ class Observer:
         )
         if token_credential_id:
             message += f"; token credential id JTI={token_credential_id}"
-        await self._tell(_grant_targets(grant), r.GRANT_ISSUED, message, warning=False, break_glass=spec.break_glass)
+        await self._tell(
+            _grant_targets(grant), r.GRANT_ISSUED, message, warning=False, break_glass=spec.break_glass
+        )
 
     async def revoked(
         self,
@@ -301,7 +315,9 @@ class Observer:
         text = f"TaskGrant {grant.name} revoked ({reason}): {message}"
         if lag is not None:
             text += f"; binding removed {lag:.3f}s after expiresAt"
-        await self._tell(_grant_targets(grant), r.GRANT_REVOKED, text, warning=False, break_glass=spec.break_glass)
+        await self._tell(
+            _grant_targets(grant), r.GRANT_REVOKED, text, warning=False, break_glass=spec.break_glass
+        )
 
     async def failed(self, request: AccessRequest, step: str, message: str) -> None:
         """Issuance failed at `step` and was rolled back (audit `failed`, Event GrantFailed)."""
