@@ -323,8 +323,12 @@ def run_token(args: argparse.Namespace) -> int:
             write_private(path, data)
         except OSError as err:
             raise CliError(f"cannot write {path}: {err.strerror or err}") from err
-        left = until(status_of(body).expires_at, datetime.now(UTC))
-        print(f"kubeconfig of {object_name(args.name)} written to {path} (mode 0600); expires in {left}")
+        status = status_of(body)
+        left = until(status.expires_at, datetime.now(UTC))
+        who = (
+            f" (ServiceAccount {status.identity.namespace}/{status.identity.name})" if status.identity else ""
+        )
+        print(f"kubeconfig of {object_name(args.name)}{who} written to {path} (mode 0600); expires in {left}")
         return EXIT_OK
 
     return run_verb(args, verb)
