@@ -243,10 +243,9 @@ class _Progress:
         self.last: str | None = None
 
     def __call__(self, body: Body) -> None:
-        current = phase(body)
-        if current in TERMINAL_PHASES or is_outcome(body):
-            return
-        line = f"{object_name(body['metadata']['name'])} {current.value}: {waiting_for(body)}"
+        if is_outcome(body):
+            return  # the outcome itself is printed by the verb, on stdout
+        line = f"{object_name(body['metadata']['name'])} {phase(body).value}: {waiting_for(body)}"
         if line != self.last:
             self.last = line
             note(line)
@@ -324,7 +323,7 @@ def run_done(args: argparse.Namespace) -> int:
         print(f"{object_name(name)} marked done")
         if timeout is None:
             return EXIT_OK
-        final = await wait_for(kube, namespace, name, timeout, stop=lambda b: phase(b) in TERMINAL_PHASES)
+        final = await wait_for(kube, namespace, name, timeout, stop=lambda b: is_outcome(b, terminal=True))
         if final is None:
             note(f"zsp: {object_name(name)} has not ended after {format_duration(timeout)}")
             return EXIT_NOT_GRANTED
