@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from faults import FaultyKube
 from harness import (
     can,
     eventually,
@@ -185,39 +186,6 @@ async def _no_bindings(w: World) -> bool:
     )
 
 
-class FailingKube(Kube):
-    """The operator's client, but one kind of write fails once: an injected issuance fault."""
-
-    def __init__(self, inner: Kube, kind: str, verb: str) -> None:
-        super().__init__(inner.api)
-        self.kind, self.verb, self.failed = kind, verb, False
-
-    def _maybe_fail(self, verb: str, res: Resource) -> None:
-        if not self.failed and verb == self.verb and res.kind == self.kind:
-            self.failed = True
-            raise KubeError(500, "InternalError", f"injected failure: {verb} {res.kind}")
-
-    async def create(
-        self, res: Resource, body: dict[str, Any], namespace: str | None = None, *, dry_run: bool = False
-    ) -> dict[str, Any]:
-        if not dry_run:
-            self._maybe_fail("create", res)
-        return await super().create(res, body, namespace, dry_run=dry_run)
-
-    async def post(
-        self, res: Resource, name: str, sub: str, body: dict[str, Any], namespace: str | None
-    ) -> dict[str, Any]:
-        self._maybe_fail(f"create/{sub}", res)
-        return await super().post(res, name, sub, body, namespace)
-
-    async def patch(
-        self, res: Resource, name: str, patch: Any, namespace: str | None = None, *, status: bool = False
-    ) -> dict[str, Any]:
-        if status and res.kind == c.KIND_GRANT:
-            self._maybe_fail("patch/status", res)
-        return await super().patch(res, name, patch, namespace, status=status)
-
-
 ISSUANCE_STEPS = [
     pytest.param("TaskGrant", "create", False, id="taskgrant"),
     pytest.param("ServiceAccount", "create", True, id="serviceaccount"),
@@ -233,16 +201,16 @@ ISSUANCE_STEPS = [
 async def test_a_failure_at_any_issuance_step_leaves_nothing(
     cluster: Cluster, kind: str, verb: str, ephemeral: bool
 ) -> None:
-    faulty: list[FailingKube] = []
+    faulty: list[FaultyKube] = []
 
     def wrap(kube: Kube) -> Kube:
-        faulty.append(FailingKube(kube, kind, verb))
+        faulty.append(FaultyKube(kube, kind, verb))
         return faulty[0]
 
     async with world(cluster) as w, running_operator(cluster, wrap=wrap):
         await file_request(w, w.request("fail-1", ephemeral=ephemeral))
         failed = await wait_for_phase(w.admin, w.target, "fail-1", "Failed")
-        assert faulty[0].failed, "the fault was injected"
+        assert faulty[0].tripped.is_set(), "the fault was injected"
         assert "injected failure" in failed["status"]["endReason"]
         assert await eventually(lambda: _nothing_left(w))
         assert await w.admin.get(SECRETS, "fail-1-kubeconfig", w.ci) is None
