@@ -833,7 +833,7 @@ def test_access_request_columns() -> None:
     assert list(columns) == [
         "Phase", "Grantee", "Identity", "Permission", "Requester", "Expires", "Reason", "Age",
     ]  # fmt: skip
-    assert columns["Requester"]["priority"] == 1
+    assert "priority" not in columns["Requester"], "who asked is shown by default (CONVENTIONS.md)"
     assert columns["Reason"]["priority"] == 1
     assert columns["Expires"]["type"] == "date"
     assert "priority" not in columns["Phase"]

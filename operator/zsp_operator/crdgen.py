@@ -153,7 +153,6 @@ KINDS: tuple[Kind, ...] = (
                 ".status.requester.username",
                 "string",
                 "authenticated creator, recorded by the admission webhook",
-                priority=1,
             ),
             Column("Expires", ".status.expiresAt", "date", "when the privilege ends"),
             Column("Reason", ".status.decision.reason", "string", "why it was decided so", 1),

@@ -13,11 +13,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from zsp_operator.config import Settings
 from zsp_operator.core import constants as c
 from zsp_operator.core import manifests
+from zsp_operator.core.lifecycle import set_condition
 from zsp_operator.core.models import (
     AccessRequest,
     CreatedObject,
@@ -227,18 +228,11 @@ class GrantService:
         token_expiry: datetime | None,
     ) -> None:
         now = self.clock()
+        ready = self._ready(grant, "True", c.REASON_ISSUED, "privilege is live", now)
         status: dict[str, Any] = {
             "objects": [o.to_wire() for o in objects],
             "issuedAt": format_time(now),
-            "conditions": [
-                {
-                    "type": c.COND_READY,
-                    "status": "True",
-                    "reason": c.REASON_ISSUED,
-                    "message": "privilege is live",
-                    "lastTransitionTime": format_time(now),
-                }
-            ],
+            "conditions": ready,
         }
         if token_id:
             status["tokenCredentialId"] = token_id
@@ -248,19 +242,22 @@ class GrantService:
         grant.status.objects = objects
         grant.status.token_credential_id = token_id
 
+    @staticmethod
+    def _ready(
+        grant: TaskGrant, status: Literal["True", "False"], reason: str, message: str, now: datetime
+    ) -> list[dict[str, Any]]:
+        """The grant's conditions with Ready set the Kubernetes way (transition time kept if unchanged)."""
+        conditions = set_condition(
+            grant.status.conditions, c.COND_READY, status, reason, message, now, grant.metadata.generation
+        )
+        return [cond.to_wire() for cond in conditions]
+
     # -- teardown ----------------------------------------------------------------------------
 
     async def record_end(self, grant: TaskGrant, reason: str, message: str) -> None:
         """Write why the grant ends before anything is deleted, so a crash resumes with it."""
-        now = format_time(self.clock())
-        condition = {
-            "type": c.COND_READY,
-            "status": "False",
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": now,
-        }
-        patch = {"status": {"endReason": message, "conditions": [condition]}}
+        conditions = self._ready(grant, "False", reason, message, self.clock())
+        patch = {"status": {"endReason": message, "conditions": conditions}}
         try:
             await self.kube.patch(TASK_GRANTS, grant.name, patch, grant.namespace, status=True)
         except KubeError as err:
