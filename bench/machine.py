@@ -64,6 +64,14 @@ def git_commit() -> str:
     return result.stdout.strip() or "unknown"
 
 
+def _package_root() -> str:
+    try:
+        import zsp_operator
+    except ImportError:
+        return "nowhere"
+    return str(Path(zsp_operator.__file__).resolve().parents[1])
+
+
 def describe() -> str:
     """One Markdown list: date, CPU, cores, memory, Python, OS, load average, commit."""
     return "\n".join(
@@ -74,7 +82,7 @@ def describe() -> str:
             f"- Python {platform.python_version()} ({platform.python_implementation()})",
             f"- OS: {os_name()}, kernel {platform.release()}",
             f"- load average at start (1/5/15 min): {load()}",
-            f"- commit: {git_commit()}",
+            f"- commit: {git_commit()} (zsp_operator imported from {_package_root()})",
         ]
     )
 

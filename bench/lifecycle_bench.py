@@ -1,0 +1,796 @@
+"""The grant lifecycle end to end: issue latency, revocation lag at expiry, and a burst.
+
+Everything runs in this process, as the test stories do: the in-memory API server
+(`zsp_operator.sim`) in its own thread, and the real operator (kopf, admission webhooks,
+controller, scheduler) in another thread with its own event loop, as its own ServiceAccount
+with the least-privilege RBAC of `deploy/operator-rbac.yaml`. The benchmark's own client runs
+on the main thread: requests are filed with the pipeline's own token (so the webhook records
+the requester), and access is checked with the grantee's own token (SelfSubjectAccessReview).
+
+Scenarios:
+  issue    N sequential requests per mode (bind, ephemeral): created -> Active -> the grantee's
+           access review allowed, with the operator's own timestamps splitting the time; then
+           `done: true` -> access refused -> Completed.
+  expiry   N grants (bind and ephemeral alternating) filed 0.15 s apart with TTLs of 3-5 s:
+           status.revokedAt - status.expiresAt, the RoleBinding's deletion as a watcher sees it,
+           and the first refused access review (probed every 20 ms from just before expiry).
+  burst    N ephemeral requests filed at once: time until all Active; then `done: true` on all
+           at once. Then N grants paced so that they all expire within the same second, and
+           the revocation lag of each.
+
+All times are wall-clock (`time.time()`, the same clock the operator stamps status with).
+
+    python bench/lifecycle_bench.py            # the full run (about 2-3 minutes on 2 cores)
+    python bench/lifecycle_bench.py --quick    # a smoke test (under 30 s)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import io
+import logging
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from machine import describe
+
+from zsp_operator.config import Settings
+from zsp_operator.core import constants as c
+from zsp_operator.crdgen import build_crds
+from zsp_operator.kube import AlreadyExists, Kube
+from zsp_operator.kube.identity import may, request_token, wait_for_webhooks
+from zsp_operator.kube.resources import (
+    ACCESS_REQUESTS,
+    BY_KIND,
+    NAMESPACES,
+    ROLE_BINDINGS,
+    SECRETS,
+    TASK_GRANTS,
+)
+from zsp_operator.runner import build_controller, run_operator
+from zsp_operator.sim import serve_in_thread
+
+REPO = Path(__file__).resolve().parents[1]
+OPERATOR_RBAC = REPO / "deploy" / "operator-rbac.yaml"
+CI, TARGET, POLICY = "bench-ci", "bench-target", "bench-deployers"
+WORKERS = 40  # bind-mode grantees for the expiry scenario: bench-ci/worker-00..39
+VERB, RESOURCE, GROUP = "patch", "deployments", "apps"
+
+log = logging.getLogger("bench")
+
+
+# --- numbers ----------------------------------------------------------------------------------
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank quantile (q=0.95: the value 95 % of the samples are at or below)."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 1))))
+    return ordered[rank - 1]
+
+
+def row(label: str, values: Sequence[float], *, signed: bool = False) -> str:
+    """A table row in milliseconds: n, median, p95, max, min."""
+    if not values:
+        return f"| {label} | 0 | | | | |"
+    ms = [v * 1000 for v in values]
+    fmt = "{:+,.0f}" if signed else "{:,.0f}"
+    cells = [statistics.median(ms), quantile(ms, 0.95), max(ms), min(ms)]
+    return f"| {label} | {len(ms)} | " + " | ".join(fmt.format(v) for v in cells) + " |"
+
+
+TABLE_HEAD = "| | n | median ms | p95 ms | max ms | min ms |\n|---|---:|---:|---:|---:|---:|"
+
+
+def parse_time(text: str | None) -> float | None:
+    return datetime.fromisoformat(text).timestamp() if text else None
+
+
+# --- the operator, in its own thread ----------------------------------------------------------
+
+
+class OperatorThread:
+    """The operator as `zsp run --dev` would run it, on its own event loop in a thread."""
+
+    def __init__(self, kubeconfig: Callable[[str | None], dict[str, Any]]) -> None:
+        self._kubeconfig = kubeconfig
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="zsp-operator", daemon=True)
+        self.audit = io.StringIO()
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as err:  # reported by the main thread
+            self.error = err
+
+    async def _main(self) -> None:
+        async with await Kube.from_dict(self._kubeconfig(None)) as admin:
+            for doc in yaml.safe_load_all(OPERATOR_RBAC.read_text(encoding="utf-8")):
+                with contextlib.suppress(AlreadyExists):
+                    await admin.create(BY_KIND[doc["kind"]], doc)
+            token = await request_token(admin, "zsp-system", "zsp-operator", seconds=3600)
+        kube = await Kube.from_dict(self._kubeconfig(token))
+        settings = Settings(dev=True, webhook_port=0, metrics_port=0, health_port=0, standalone=True)
+        controller = build_controller(kube, settings, audit_stream=self.audit)
+        try:
+            await run_operator(settings, controller=controller, stop_flag=self._stop)
+        finally:
+            await kube.close()
+
+
+# --- watching what happens --------------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    """When this process first saw each phase of a request, and the request's latest body."""
+
+    phases: dict[str, float] = field(default_factory=dict)
+    body: dict[str, Any] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Recorder:
+    """Watches AccessRequests and managed RoleBindings in the target namespace (as admin)."""
+
+    def __init__(self, admin: Kube) -> None:
+        self.admin = admin
+        self.requests: dict[str, Seen] = {}
+        self.bindings_gone: dict[str, float] = {}  # request uid -> when its RoleBinding's deletion was seen
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._follow(ACCESS_REQUESTS, None, self._on_request)),
+            asyncio.create_task(
+                self._follow(ROLE_BINDINGS, f"{c.LABEL_MANAGED_BY}={c.OPERATOR_NAME}", self._on_binding)
+            ),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _follow(
+        self, res: Any, selector: str | None, handle: Callable[[str, dict[str, Any], float], None]
+    ) -> None:
+        version: str | None = None
+        while True:
+            try:
+                async for kind, obj in self.admin.watch(
+                    res, TARGET, label_selector=selector, resource_version=version, timeout_seconds=600
+                ):
+                    now = time.time()
+                    version = obj.get("metadata", {}).get("resourceVersion") or version
+                    if kind != "BOOKMARK":
+                        handle(kind, obj, now)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("watch of %s restarted: %s", res.kind, err)
+                version = None
+                await asyncio.sleep(0.1)
+
+    def _on_request(self, kind: str, obj: dict[str, Any], now: float) -> None:
+        seen = self.requests.setdefault(obj["metadata"]["name"], Seen())
+        if kind == "DELETED":
+            return
+        seen.body = obj
+        phase = (obj.get("status") or {}).get("phase")
+        if phase:
+            seen.phases.setdefault(phase, now)
+        seen.changed.set()
+
+    def _on_binding(self, kind: str, obj: dict[str, Any], now: float) -> None:
+        if kind == "DELETED":
+            uid = (obj["metadata"].get("labels") or {}).get(c.LABEL_REQUEST_UID)
+            if uid:
+                self.bindings_gone.setdefault(uid, now)
+
+    async def phase(self, name: str, *phases: str, within: float = 30) -> tuple[str, float, dict[str, Any]]:
+        """Wait until the request reached one of `phases`; (phase, first seen, latest body)."""
+        seen = self.requests.setdefault(name, Seen())
+        deadline = time.monotonic() + within
+        while True:
+            for phase in phases:
+                if phase in seen.phases:
+                    return phase, seen.phases[phase], seen.body
+            left = deadline - time.monotonic()
+            if left <= 0:
+                status = (seen.body or {}).get("status")
+                raise TimeoutError(f"{name} never reached {'/'.join(phases)} within {within}s: {status}")
+            seen.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(seen.changed.wait(), timeout=left)
+
+
+# --- the world --------------------------------------------------------------------------------
+
+
+def _namespace(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}}
+
+
+def _service_account(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"namespace": CI, "name": name}}
+
+
+def world() -> list[dict[str, Any]]:
+    """Namespaces, the pipeline (asks), the deployer and workers (receive), the policy."""
+    meta = {"namespace": TARGET, "name": "zsp-requester-pipeline"}
+    rules = [
+        {
+            "apiGroups": [c.GROUP],
+            "resources": [c.PLURAL_REQUEST],
+            "verbs": ["create", "get", "list", "watch", "patch"],
+        }
+    ]
+    workers = [f"worker-{i:02d}" for i in range(WORKERS)]
+    policy = {
+        "apiVersion": c.API_VERSION,
+        "kind": c.KIND_POLICY,
+        "metadata": {"name": POLICY},
+        "spec": {
+            "requesters": [{"kind": "ServiceAccount", "namespace": CI, "name": "pipeline"}],
+            "grantees": {
+                "serviceAccounts": [{"namespace": CI, "name": n} for n in ["deployer", *workers]],
+                "ephemeral": {"enabled": True, "deliveryNamespaces": [CI]},
+            },
+            "namespaces": {"names": [TARGET]},
+            "permissions": [
+                {
+                    "name": "deploy",
+                    "rules": [
+                        {
+                            "apiGroups": [GROUP],
+                            "resources": [RESOURCE],
+                            "verbs": ["get", "list", "patch", "update"],
+                        }
+                    ],
+                }
+            ],
+            "defaultTTL": "15m",
+            "maxTTL": "1h",
+            # Raised so that a burst of a few hundred grants fits under one pipeline and policy.
+            "limits": {
+                "activePerGrantee": 1,
+                "activePerRequester": 1000,
+                "activePerPolicy": 1000,
+                "exclusiveEnvironments": True,
+            },
+        },
+    }
+    return [
+        _namespace(CI),
+        _namespace(TARGET, {c.LABEL_ENVIRONMENT: "staging", "team": "bench"}),
+        *(_service_account(n) for n in ["pipeline", "deployer", *workers]),
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": rules},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": meta["name"]},
+            "subjects": [{"kind": "ServiceAccount", "namespace": CI, "name": "pipeline"}],
+        },
+        policy,
+    ]
+
+
+def request_body(name: str, *, ttl: str, grantee: str | None = None) -> dict[str, Any]:
+    """A request for `deploy` in the target namespace; `grantee` None is an ephemeral identity."""
+    spec: dict[str, Any] = {"permission": "deploy", "ttl": ttl, "reason": f"benchmark {name}"}
+    if grantee is None:
+        spec["grantee"] = {"ephemeral": {}}
+        spec["delivery"] = {"namespace": CI, "secretName": f"{name}-kubeconfig"}
+    else:
+        spec["grantee"] = {"serviceAccount": {"namespace": CI, "name": grantee}}
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.KIND_REQUEST,
+        "metadata": {"name": name, "namespace": TARGET},
+        "spec": spec,
+    }
+
+
+def ttl_text(seconds: float) -> str:
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+@dataclass
+class Bench:
+    admin: Kube
+    pipeline: Kube
+    recorder: Recorder
+    kubeconfig: Callable[[str | None], dict[str, Any]]
+    tokens: dict[str, str]  # ServiceAccount name in CI -> token
+
+    async def grantee_client(self, body: dict[str, Any]) -> Kube:
+        """A client authenticated as the grant's identity: its own token, or the delivered kubeconfig."""
+        spec = body["spec"]
+        if "serviceAccount" in spec["grantee"]:
+            return await Kube.from_dict(
+                self.kubeconfig(self.tokens[spec["grantee"]["serviceAccount"]["name"]])
+            )
+        name = spec["delivery"]["secretName"]
+        secret = None
+        for _ in range(200):
+            secret = await self.admin.get(SECRETS, name, CI)
+            if secret is not None:
+                break
+            await asyncio.sleep(0.01)
+        if secret is None:
+            raise TimeoutError(f"delivery Secret {CI}/{name} never appeared")
+        config = yaml.safe_load(base64.b64decode(secret["data"][c.DELIVERY_KEY]))
+        return await Kube.from_dict(config)
+
+    async def wait_clean(self, within: float = 60) -> None:
+        """Until no TaskGrant is left (the previous scenario's grants are fully torn down)."""
+        deadline = time.monotonic() + within
+        while await self.admin.list(TASK_GRANTS, TARGET):
+            if time.monotonic() > deadline:
+                raise TimeoutError("TaskGrants still present")
+            await asyncio.sleep(0.05)
+
+
+async def allowed(kube: Kube) -> bool | None:
+    return await may(kube, VERB, RESOURCE, TARGET, GROUP)
+
+
+async def poll(check: Callable[[], Awaitable[bool]], every: float, within: float) -> float | None:
+    """The time the check first held (polling every `every` s), or None."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await check():
+            return time.time()
+        await asyncio.sleep(every)
+    return None
+
+
+# --- scenario (a): issue latency --------------------------------------------------------------
+
+
+@dataclass
+class IssueSample:
+    mode: str
+    start: float
+    created: float
+    decided: float
+    issued: float
+    active: float
+    allowed: float
+    done_refused: float
+    done_completed: float
+
+
+async def issue_one(b: Bench, name: str, grantee: str | None) -> IssueSample:
+    start = time.time()
+    await b.pipeline.create(ACCESS_REQUESTS, request_body(name, ttl="10m", grantee=grantee))
+    created = time.time()
+    phase, active, body = await b.recorder.phase(name, "Active", "Denied", "Failed")
+    if phase != "Active":
+        raise RuntimeError(f"{name} is {phase}: {body.get('status')}")
+    status = body["status"]
+    grantee_kube = await b.grantee_client(body)
+    try:
+        allowed_at = await poll(lambda: _is(allowed(grantee_kube), True), 0.005, 10)
+        if allowed_at is None:
+            raise RuntimeError(f"{name}: Active, but the grantee is never allowed")
+        done = time.time()
+        await b.pipeline.patch(ACCESS_REQUESTS, name, {"spec": {"done": True}}, TARGET)
+        refused_at = await poll(lambda: _refused(grantee_kube), 0.01, 10)
+        _, completed, _ = await b.recorder.phase(name, "Completed", within=15)
+    finally:
+        await grantee_kube.close()
+    if refused_at is None:
+        raise RuntimeError(f"{name}: done, but the grantee is still allowed")
+    return IssueSample(
+        mode="bind" if grantee else "ephemeral",
+        start=start,
+        created=created,
+        decided=parse_time(status["decision"]["at"]) or 0,
+        issued=parse_time(status["issuedAt"]) or 0,
+        active=active,
+        allowed=allowed_at,
+        done_refused=refused_at - done,
+        done_completed=completed - done,
+    )
+
+
+async def _is(value: Awaitable[bool | None], expected: bool) -> bool:
+    return (await value) is expected
+
+
+async def _refused(kube: Kube) -> bool:
+    return (await allowed(kube)) is not True  # False: not authorised; None: no longer authenticates
+
+
+async def scenario_issue(b: Bench, n: int) -> list[IssueSample]:
+    samples = []
+    for mode, grantee in (("bind", "deployer"), ("ephemeral", None)):
+        began = time.monotonic()
+        for i in range(n):
+            samples.append(await issue_one(b, f"issue-{mode}-{i:03d}", grantee))
+            await b.wait_clean()
+        say(f"  issue, {mode}: {n} requests in {time.monotonic() - began:.1f}s")
+    return samples
+
+
+def issue_table(samples: Sequence[IssueSample]) -> str:
+    lines = []
+    for mode in ("bind", "ephemeral"):
+        s = [x for x in samples if x.mode == mode]
+        lines += [
+            f"\n**{mode} mode** ({len(s)} sequential requests)\n",
+            TABLE_HEAD,
+            row("created → phase Active (seen by a watch)", [x.active - x.start for x in s]),
+            row("created → grantee's access review allowed", [x.allowed - x.start for x in s]),
+            row("  create call (admission webhooks)", [x.created - x.start for x in s]),
+            row("  stored → decided (`decision.at`)", [x.decided - x.created for x in s]),
+            row("  decided → issued (`issuedAt`)", [x.issued - x.decided for x in s]),
+            row("  issued → Active seen", [x.active - x.issued for x in s]),
+            row("  Active seen → access review allowed", [x.allowed - x.active for x in s]),
+            row("`done: true` → access review refused", [x.done_refused for x in s]),
+            row("`done: true` → phase Completed seen", [x.done_completed for x in s]),
+        ]
+    return "\n".join(lines)
+
+
+# --- scenario (b): revocation lag at expiry ---------------------------------------------------
+
+
+@dataclass
+class ExpirySample:
+    mode: str
+    expires: float
+    revoked: float
+    lag_status: float | None
+    binding_gone: float | None
+    last_allowed: float | None
+    refused: float | None
+    expired_seen: float
+
+
+async def expire_one(
+    b: Bench, name: str, grantee: str | None, ttl: float, probe: bool, every: float
+) -> ExpirySample:
+    await b.pipeline.create(ACCESS_REQUESTS, request_body(name, ttl=ttl_text(ttl), grantee=grantee))
+    phase, _, body = await b.recorder.phase(name, "Active", "Denied", "Failed")
+    if phase != "Active":
+        raise RuntimeError(f"{name} is {phase}: {body.get('status')}")
+    expires = parse_time(body["status"]["expiresAt"]) or 0
+    uid = body["metadata"]["uid"]
+    last_allowed = refused = None
+    if probe:
+        kube = await b.grantee_client(body)
+        try:
+            await asyncio.sleep(max(0.0, expires - 0.6 - time.time()))
+            deadline = expires + 10
+            while time.time() < deadline:
+                result = await allowed(kube)
+                now = time.time()
+                if result is True:
+                    last_allowed = now
+                else:
+                    refused = now
+                    break
+                await asyncio.sleep(every)
+        finally:
+            await kube.close()
+    phase, expired_seen, final = await b.recorder.phase(name, "Expired", "Revoked", "Failed", within=30)
+    status = final["status"]
+    if phase != "Expired":
+        raise RuntimeError(f"{name} ended {phase}: {status}")
+    return ExpirySample(
+        mode="bind" if grantee else "ephemeral",
+        expires=expires,
+        revoked=parse_time(status.get("revokedAt")) or 0,
+        lag_status=status.get("revocationLagSeconds"),
+        binding_gone=b.recorder.bindings_gone.get(uid),
+        last_allowed=last_allowed,
+        refused=refused,
+        expired_seen=expired_seen,
+    )
+
+
+async def scenario_expiry(b: Bench, n: int, base_ttl: float) -> list[ExpirySample]:
+    async def one(i: int) -> ExpirySample:
+        await asyncio.sleep(i * 0.15)
+        grantee = f"worker-{i:02d}" if i % 2 == 0 else None
+        ttl = base_ttl + (i % 5) * 0.5
+        return await expire_one(b, f"expiry-{i:03d}", grantee, ttl, probe=True, every=0.02)
+
+    began = time.monotonic()
+    samples = list(await asyncio.gather(*(one(i) for i in range(n))))
+    say(f"  expiry: {n} grants in {time.monotonic() - began:.1f}s")
+    await b.wait_clean()
+    return samples
+
+
+def expiry_rows(samples: Sequence[ExpirySample], suffix: str = "") -> list[str]:
+    return [
+        row(f"`revokedAt - expiresAt`{suffix}", [x.revoked - x.expires for x in samples], signed=True),
+        row(
+            f"RoleBinding deletion seen - `expiresAt`{suffix}",
+            [x.binding_gone - x.expires for x in samples if x.binding_gone],
+            signed=True,
+        ),
+        row(
+            f"first refused access review - `expiresAt`{suffix}",
+            [x.refused - x.expires for x in samples if x.refused],
+            signed=True,
+        ),
+        row(
+            f"last allowed access review - `expiresAt`{suffix}",
+            [x.last_allowed - x.expires for x in samples if x.last_allowed],
+            signed=True,
+        ),
+        row(
+            f"phase Expired seen - `expiresAt`{suffix}",
+            [x.expired_seen - x.expires for x in samples],
+            signed=True,
+        ),
+    ]
+
+
+def expiry_table(samples: Sequence[ExpirySample]) -> str:
+    lines = [TABLE_HEAD, *expiry_rows(samples)]
+    for mode in ("bind", "ephemeral"):
+        lines.append(
+            row(
+                f"`revokedAt - expiresAt`, {mode} only",
+                [x.revoked - x.expires for x in samples if x.mode == mode],
+                signed=True,
+            )
+        )
+    return "\n".join(lines)
+
+
+# --- scenario (c): burst ----------------------------------------------------------------------
+
+
+@dataclass
+class BurstResult:
+    n: int
+    filed: float  # all creates returned, after start
+    first_active: float
+    all_active: float
+    to_active: list[float]
+    done_all_completed: float
+    done_binding_gone: list[float]
+    expiry: list[ExpirySample]
+    expiry_spread: float
+    probed: int
+
+
+async def scenario_burst(b: Bench, n: int, probes: int, issue_estimate: float) -> BurstResult:
+    names = [f"burst-{i:03d}" for i in range(n)]
+    start = time.time()
+    await asyncio.gather(*(b.pipeline.create(ACCESS_REQUESTS, request_body(x, ttl="10m")) for x in names))
+    filed = time.time() - start
+    reached = await asyncio.gather(
+        *(b.recorder.phase(x, "Active", "Denied", "Failed", within=300) for x in names)
+    )
+    bad = [(x, r[0]) for x, r in zip(names, reached, strict=True) if r[0] != "Active"]
+    if bad:
+        raise RuntimeError(f"burst requests not Active: {bad[:5]}")
+    to_active = [r[1] - start for r in reached]
+    say(f"  burst: {n} Active after {max(to_active):.1f}s")
+
+    uids = {x: r[2]["metadata"]["uid"] for x, r in zip(names, reached, strict=True)}
+    done = time.time()
+    await asyncio.gather(
+        *(b.pipeline.patch(ACCESS_REQUESTS, x, {"spec": {"done": True}}, TARGET) for x in names)
+    )
+    completed = await asyncio.gather(*(b.recorder.phase(x, "Completed", within=300) for x in names))
+    done_all = max(r[1] for r in completed) - done
+    await b.wait_clean(within=300)
+    gone = [b.recorder.bindings_gone[uids[x]] - done for x in names if uids[x] in b.recorder.bindings_gone]
+    say(f"  burst: {n} Completed {done_all:.1f}s after done")
+
+    # The same number of grants, expiring within one second: filed one after another (each waits
+    # for Active), each with the TTL that puts its expiresAt at `target`.
+    began = time.time()
+    target = began + n * issue_estimate * 1.5 + 2
+    every = max(1, n // probes) if probes else 0
+    tasks = []
+    latencies: list[float] = []
+    for i in range(n):
+        name = f"expire-all-{i:03d}"
+        guess = statistics.median(latencies) if latencies else issue_estimate
+        ttl = max(1.0, target - time.time() - guess)
+        probe = bool(every) and i % every == 0
+        t0 = time.time()
+        task = asyncio.create_task(expire_one(b, name, None, ttl, probe=probe, every=0.05))
+        tasks.append(task)
+        await b.recorder.phase(name, "Active", "Denied", "Failed")
+        issued = parse_time((b.recorder.requests[name].body.get("status") or {}).get("issuedAt"))
+        if issued:
+            latencies.append(issued - t0)
+    say(f"  burst: {n} filed for one expiry second in {time.time() - began:.1f}s")
+    expiry = list(await asyncio.gather(*tasks))
+    await b.wait_clean(within=300)
+    stamps = [x.expires for x in expiry]
+    return BurstResult(
+        n=n,
+        filed=filed,
+        first_active=min(to_active),
+        all_active=max(to_active),
+        to_active=to_active,
+        done_all_completed=done_all,
+        done_binding_gone=gone,
+        expiry=expiry,
+        expiry_spread=max(stamps) - min(stamps),
+        probed=sum(1 for x in expiry if x.refused or x.last_allowed),
+    )
+
+
+def burst_table(r: BurstResult) -> str:
+    return "\n".join(
+        [
+            f"\n**{r.n} ephemeral requests filed at once** (TTL 10m)\n",
+            "| | seconds |\n|---|---:|",
+            f"| all {r.n} creates returned (admission included) | {r.filed:.2f} |",
+            f"| first request Active | {r.first_active:.2f} |",
+            f"| all {r.n} Active | {r.all_active:.2f} |",
+            f"| issuance rate | {r.n / r.all_active:.1f} grants/s |",
+            f"| `done: true` on all {r.n} at once → all Completed | {r.done_all_completed:.2f} |",
+            "",
+            TABLE_HEAD,
+            row("filed → Active, per request", r.to_active),
+            row("`done: true` on all → each RoleBinding's deletion seen", r.done_binding_gone),
+            f"\n**{r.n} grants expiring within the same second** (`expiresAt` spread "
+            f"{r.expiry_spread * 1000:.0f} ms; access reviews probed every 50 ms for {r.probed} of them)\n",
+            TABLE_HEAD,
+            *expiry_rows(r.expiry),
+        ]
+    )
+
+
+# --- baseline ---------------------------------------------------------------------------------
+
+
+async def baseline(b: Bench, n: int) -> str:
+    """Round trips of the in-memory API server itself, for scale."""
+    gets, reviews = [], []
+    async with await Kube.from_dict(b.kubeconfig(b.tokens["deployer"])) as deployer:
+        for _ in range(n):
+            t = time.time()
+            await b.admin.get(NAMESPACES, TARGET)
+            gets.append(time.time() - t)
+            t = time.time()
+            await allowed(deployer)
+            reviews.append(time.time() - t)
+    return "\n".join(
+        [
+            TABLE_HEAD,
+            row("GET a Namespace (admin)", gets),
+            row("SelfSubjectAccessReview (grantee's token)", reviews),
+        ]
+    )
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+async def run(args: argparse.Namespace, sim: Any, operator: OperatorThread) -> str:
+    kubeconfig = sim.kubeconfig
+    async with await Kube.from_dict(kubeconfig(None)) as admin:
+        await wait_for_webhooks(admin, within=60)
+        for doc in world():
+            with contextlib.suppress(AlreadyExists):
+                await admin.create(BY_KIND[doc["kind"]], doc)
+        # The policy must be in the operator's view before the first request is decided.
+        await asyncio.sleep(0.5)
+        tokens = {
+            name: await request_token(admin, CI, name, seconds=3600)
+            for name in ["pipeline", "deployer", *(f"worker-{i:02d}" for i in range(WORKERS))]
+        }
+        recorder = Recorder(admin)
+        recorder.start()
+        async with await Kube.from_dict(kubeconfig(tokens["pipeline"])) as pipeline:
+            b = Bench(admin, pipeline, recorder, kubeconfig, tokens)
+            sections = [f"### API server round trips (baseline)\n\n{await baseline(b, 50)}"]
+            try:
+                if "issue" in args.only:
+                    t = time.monotonic()
+                    issue = await scenario_issue(b, args.issue)
+                    sections.append(
+                        f"### (a) Issue latency ({time.monotonic() - t:.0f}s)\n{issue_table(issue)}"
+                    )
+                if "expiry" in args.only:
+                    t = time.monotonic()
+                    expiry = await scenario_expiry(b, args.expiry, args.ttl)
+                    sections.append(
+                        f"### (b) Revocation lag at expiry, {len(expiry)} grants, TTL "
+                        f"{args.ttl:g}-{args.ttl + 2:g}s, filed 0.15 s apart "
+                        f"({time.monotonic() - t:.0f}s)\n\n{expiry_table(expiry)}"
+                    )
+                if "burst" in args.only:
+                    t = time.monotonic()
+                    estimate = 0.2
+                    if "issue" in args.only:
+                        eph = [x.active - x.start for x in issue if x.mode == "ephemeral"]
+                        estimate = statistics.median(eph) if eph else estimate
+                    burst = await scenario_burst(b, args.burst, args.probes, estimate)
+                    sections.append(f"### (c) Burst ({time.monotonic() - t:.0f}s)\n{burst_table(burst)}")
+            finally:
+                await recorder.stop()
+        if not operator.alive:
+            raise RuntimeError(f"the operator stopped: {operator.error!r}")
+    return "\n\n".join(sections)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small N, a smoke test (under 30 s)")
+    parser.add_argument("--issue", type=int, help="sequential requests per mode (default 50)")
+    parser.add_argument("--expiry", type=int, help="grants expiring one after another (default 30)")
+    parser.add_argument("--ttl", type=float, help="shortest TTL in the expiry scenario, s (default 3)")
+    parser.add_argument("--burst", type=int, help="requests filed at once (default 200)")
+    parser.add_argument("--probes", type=int, help="grants probed with access reviews at mass expiry (20)")
+    parser.add_argument(
+        "--only", default="issue,expiry,burst", help="comma-separated scenarios: issue,expiry,burst"
+    )
+    args = parser.parse_args(argv)
+    quick = {"issue": 4, "expiry": 6, "ttl": 2.0, "burst": 16, "probes": 4}
+    full = {"issue": 50, "expiry": 30, "ttl": 3.0, "burst": 200, "probes": 20}
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.only = {s.strip() for s in args.only.split(",") if s.strip()}
+    if args.expiry > WORKERS * 2:
+        parser.error(f"--expiry is at most {WORKERS * 2} (bind-mode grantees available: {WORKERS})")
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Expected here: kopf runs in a thread, so `zsp run`'s signal handling does not apply.
+    logging.getLogger("kopf._core.reactor.running").setLevel(logging.ERROR)
+    machine = describe()
+    began = time.monotonic()
+    with serve_in_thread(crds=build_crds()) as sim:
+        operator = OperatorThread(sim.kubeconfig)
+        operator.start()
+        try:
+            report = asyncio.run(run(args, sim, operator))
+        finally:
+            operator.stop()
+    elapsed = time.monotonic() - began
+    print(machine)
+    print(
+        f"- scenarios: issue N={args.issue} per mode, expiry N={args.expiry}, burst N={args.burst}; "
+        f"wall time {elapsed:.0f}s\n"
+    )
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
