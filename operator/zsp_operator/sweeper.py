@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import ChainMap
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -131,10 +132,7 @@ class Sweeper:
         for body in bindings:
             binding = parse_binding(body)
             seen.add(binding.uid)
-            if classify(binding, ctx).action is Action.KEEP:
-                self._reported.pop(binding.uid, None)
-            else:
-                await self._confirm_and_act(binding)
+            await self._act_or_confirm(binding, classify(binding, ctx))
         for uid in set(self._reported) - seen:
             del self._reported[uid]
 
@@ -221,7 +219,8 @@ class Sweeper:
         return SweepContext(
             grants=grants,
             roles=roles,
-            namespace_labels={**self.view.namespace_labels, **self._labels},
+            # This sweeper's own record first: it may have seen a relabel the view has not.
+            namespace_labels=ChainMap[str, dict[str, str]](self._labels, self.view.namespace_labels),
             mode=self.mode,
             allowlist=tuple(self.settings.sweep_allowlist),
             enforce_cluster_bindings=self.settings.enforce_cluster_bindings,
@@ -241,12 +240,15 @@ class Sweeper:
         return classify(binding, self._context(grants, roles))
 
     async def _check(self, binding: Binding) -> None:
-        """Judge from the operator's view; anything but keep is confirmed before it is done."""
-        verdict = await self._judge(binding, self.view.grants)
-        if verdict.action is Action.KEEP:
-            self._reported.pop(binding.uid, None)
-            return
-        await self._confirm_and_act(binding)
+        """Judge from the operator's view of the grants."""
+        await self._act_or_confirm(binding, await self._judge(binding, self.view.grants))
+
+    async def _act_or_confirm(self, binding: Binding, verdict: Verdict) -> None:
+        """Keeping and reporting are done at once; a deletion is judged again from fresh reads."""
+        if verdict.action is Action.DELETE:
+            await self._confirm_and_act(binding)
+        else:
+            await self._act(binding, verdict)
 
     async def _confirm_and_act(self, seen: Binding) -> None:
         res = _resource(seen)

@@ -244,6 +244,7 @@ def build_report(
     by_subject: dict[SubjectRef, _Accumulator] = {}
     states: Counter[str] = Counter()
     persistence_grants: set[str] = set()
+    keyed: dict[RoleKey, list[tuple[RuleKey, Mapping[str, Any]]]] = {}
     for body in bindings:
         binding = parse_binding(body)
         if is_system_binding(binding):
@@ -256,13 +257,17 @@ def build_report(
         if finding.persistence_capable_grant and finding.grant:
             persistence_grants.add(finding.grant)
         scope = None if binding.cluster_wide else binding.namespace
-        rules = role_index.get(binding.role_key, ())
+        rules = keyed.get(binding.role_key)
+        if rules is None:
+            # Each role's rules are put in canonical form once: many bindings share a role.
+            rules = keyed[binding.role_key] = [
+                (rule_key(raw), raw) for raw in role_index.get(binding.role_key, ())
+            ]
         for subject in subjects:
             acc = by_subject.setdefault(subject, _Accumulator())
             acc.bindings.append(finding)
             held = acc.rules.setdefault(scope, {})
-            for raw in rules:
-                key = rule_key(raw)
+            for key, raw in rules:
                 previous = held.get(key)
                 held[key] = (raw, finding.standing or (previous is not None and previous[1]))
     analyse = _RuleAnalysis()
