@@ -8,10 +8,9 @@ one per grant, and retry until they succeed.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +20,7 @@ from pydantic import ValidationError
 from zsp_operator.config import Settings
 from zsp_operator.core import constants as c
 from zsp_operator.core import lifecycle
+from zsp_operator.core.annotations import approvals_of, requester_of
 from zsp_operator.core.approvals import approval_deadline, tally
 from zsp_operator.core.errors import describe
 from zsp_operator.core.lifecycle import Decided, Ended, EndReason, Event, IssueFailed
@@ -29,7 +29,6 @@ from zsp_operator.core.models import (
     AccessPolicy,
     AccessRequest,
     AccessRequestStatus,
-    ApprovalRecord,
     ObjectRef,
     Phase,
     PolicyRule,
@@ -58,27 +57,6 @@ Clock = Callable[[], datetime]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def requester_from(annotations: Mapping[str, str]) -> UserInfo | None:
-    """The authenticated creator, as the admission webhook recorded it; None if absent or forged."""
-    raw = annotations.get(c.ANNOTATION_REQUESTER)
-    if not raw:
-        return None
-    try:
-        return UserInfo.model_validate(json.loads(raw))
-    except (ValueError, ValidationError):
-        return None
-
-
-def approvals_from(annotations: Mapping[str, str]) -> list[ApprovalRecord]:
-    raw = annotations.get(c.ANNOTATION_APPROVALS)
-    if not raw:
-        return []
-    try:
-        return [ApprovalRecord.model_validate(item) for item in json.loads(raw)]
-    except (ValueError, TypeError, ValidationError):
-        return []
 
 
 @dataclass(frozen=True)
@@ -235,7 +213,7 @@ class Controller:
         if phase not in (Phase.PENDING, Phase.APPROVED):
             return
         # Only the webhook-written annotation counts: status could be written by anyone with status access.
-        requester = requester_from(request.metadata.annotations)
+        requester = requester_of(request.metadata.annotations)
         request.status.requester = requester
         decision = await self._decide(request)
         if phase is Phase.PENDING:
@@ -301,7 +279,7 @@ class Controller:
         policy = self.view.policies.get(decision.policy or "")
         if policy is None:
             return request.status
-        records = approvals_from(request.metadata.annotations)
+        records = approvals_of(request.metadata.annotations)
         result = tally(records, policy.spec, request.status.requester)
         created = request.metadata.creation_timestamp or self.clock()
         key = _timeout_key(request.namespace, request.name, request.metadata.uid)

@@ -16,9 +16,9 @@ from zsp_operator.core.admission import (
     admit_policy,
     admit_request_identity,
     admit_request_spec,
-    requester_annotation,
     userinfo,
 )
+from zsp_operator.core.annotations import encode_requester
 from zsp_operator.core.models import AccessPolicy, UserInfo
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -83,7 +83,7 @@ def conditions(*pairs: tuple[str, str, str]) -> dict[str, Any]:
 
 PENDING = conditions((c.COND_APPROVED, "False", c.REASON_PENDING))
 ACTIVE = conditions((c.COND_APPROVED, "True", c.REASON_APPROVED), (c.COND_READY, "True", c.REASON_ISSUED))
-STAMPED = {c.ANNOTATION_REQUESTER: requester_annotation(PIPELINE)}
+STAMPED = {c.ANNOTATION_REQUESTER: encode_requester(PIPELINE)}
 
 
 # --- identity -------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ not parse is shown as unknown rather than stopping a listing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -15,6 +14,7 @@ from pydantic import ValidationError
 
 from zsp_operator.cli.output import NONE, age, human_duration, object_name, until
 from zsp_operator.core import constants as c
+from zsp_operator.core.annotations import approvals_of, requester_of
 from zsp_operator.core.approvals import is_eligible, tally
 from zsp_operator.core.lifecycle import condition, phase_of
 from zsp_operator.core.models import (
@@ -72,24 +72,12 @@ def created_at(body: Body) -> datetime | None:
 
 def requester(body: Body) -> UserInfo | None:
     """The authenticated requester: the webhook's annotation, else what status recorded."""
-    raw = _annotations(body).get(c.ANNOTATION_REQUESTER)
-    if raw:
-        try:
-            return UserInfo.model_validate(json.loads(raw))
-        except (ValueError, ValidationError):
-            pass
-    return status_of(body).requester
+    return requester_of(_annotations(body)) or status_of(body).requester
 
 
 def approval_records(body: Body) -> list[ApprovalRecord]:
     """Every approve/deny so far: the webhook's annotation is ahead of status, so it wins."""
-    raw = _annotations(body).get(c.ANNOTATION_APPROVALS)
-    if raw:
-        try:
-            return [ApprovalRecord.model_validate(item) for item in json.loads(raw)]
-        except (ValueError, TypeError, ValidationError):
-            pass
-    return list(status_of(body).approvals)
+    return approvals_of(_annotations(body)) or list(status_of(body).approvals)
 
 
 def grantee(body: Body) -> str:

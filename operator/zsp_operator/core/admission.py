@@ -7,7 +7,6 @@ says what to do instead.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from zsp_operator.core import constants as c
+from zsp_operator.core.annotations import approvals_of, encode_approvals, encode_requester, requester_of
 from zsp_operator.core.approvals import is_eligible
 from zsp_operator.core.durations import format_duration
 from zsp_operator.core.errors import describe
@@ -62,10 +62,6 @@ def userinfo(raw: Mapping[str, Any]) -> UserInfo:
     )
 
 
-def requester_annotation(user: UserInfo) -> str:
-    return json.dumps(user.to_wire(), sort_keys=True)
-
-
 def admit_request_identity(operation: str, old: Body | None, new: Body, user: UserInfo) -> Admission:
     """Stamp the creator on CREATE; refuse any user-written requester or approvals record."""
     verdict = Admission()
@@ -81,7 +77,7 @@ def admit_request_identity(operation: str, old: Body | None, new: Body, user: Us
                 f"{_field(c.ANNOTATION_APPROVALS)}: is recorded by the admission webhook; remove it and "
                 "approve with `zsp approve`"
             )
-        verdict.annotations[c.ANNOTATION_REQUESTER] = requester_annotation(user)
+        verdict.annotations[c.ANNOTATION_REQUESTER] = encode_requester(user)
         return verdict
     if before.get(c.ANNOTATION_REQUESTER) != after.get(c.ANNOTATION_REQUESTER):
         verdict.errors.append(
@@ -132,15 +128,15 @@ def admit_approval(
             f"{_field(key)}: {user.username} is not an approver of AccessPolicy {policy.name} (approvers: {approvers})"
         )
         return verdict
-    requester = _records_requester(_annotations(old).get(c.ANNOTATION_REQUESTER))
-    self_approval = requester is not None and requester == user.username and decision == "approve"
+    requester = requester_of(_annotations(old))
+    self_approval = requester is not None and requester.username == user.username and decision == "approve"
     if self_approval and not (policy is not None and policy.spec.approval.allow_self_approval):
         verdict.errors.append(
             f"{_field(key)}: {user.username} filed AccessRequest {name} and may not approve it "
             "(the policy does not set approval.allowSelfApproval); ask another approver"
         )
         return verdict
-    records = _records(_annotations(old).get(c.ANNOTATION_APPROVALS))
+    records = approvals_of(_annotations(old))
     if any(r.username == user.username and r.decision == decision for r in records):
         verdict.errors.append(
             f"{_field(key)}: {user.username} has already recorded {decision} on AccessRequest {name}"
@@ -150,27 +146,9 @@ def admit_approval(
     records.append(
         ApprovalRecord(username=user.username, groups=user.groups, decision=decision, at=now, comment=comment)
     )
-    verdict.annotations[c.ANNOTATION_APPROVALS] = json.dumps([r.to_wire() for r in records])
+    verdict.annotations[c.ANNOTATION_APPROVALS] = encode_approvals(records)
     verdict.annotations[key] = None
     return verdict
-
-
-def _records_requester(raw: str | None) -> str | None:
-    """The username in the webhook-written requester annotation, if readable."""
-    try:
-        value = json.loads(raw) if raw else None
-    except ValueError:
-        return None
-    return str(value.get("username")) if isinstance(value, dict) and value.get("username") else None
-
-
-def _records(raw: str | None) -> list[ApprovalRecord]:
-    if not raw:
-        return []
-    try:
-        return [ApprovalRecord.model_validate(item) for item in json.loads(raw)]
-    except (ValueError, TypeError, ValidationError):
-        return []
 
 
 def admit_request_spec(

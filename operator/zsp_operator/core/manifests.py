@@ -22,7 +22,6 @@ from zsp_operator.core.models import (
     PolicyRule,
     TaskGrant,
     TaskGrantSpec,
-    UserInfo,
 )
 
 Body = dict[str, Any]
@@ -178,7 +177,3 @@ def credential_id(token: str) -> str | None:
         return None
     jti = claims.get("jti") if isinstance(claims, dict) else None
     return str(jti) if jti else None
-
-
-def requester_annotation(user: UserInfo) -> str:
-    return json.dumps(user.to_wire(), sort_keys=True)
