@@ -24,52 +24,123 @@ GADGET_CRD: dict[str, Any] = {
     "spec": {
         "group": GROUP,
         "scope": "Namespaced",
-        "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList",
-                  "shortNames": ["gd"], "categories": ["zsp"]},
-        "versions": [{
-            "name": "v1",
-            "served": True,
-            "storage": True,
-            "subresources": {"status": {}},
-            "additionalPrinterColumns": [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}],
-            "schema": {"openAPIV3Schema": {
-                "type": "object",
-                "properties": {
-                    "apiVersion": {"type": "string"},
-                    "kind": {"type": "string"},
-                    "metadata": {"type": "object"},
-                    "spec": {
+        "names": {
+            "plural": "gadgets",
+            "singular": "gadget",
+            "kind": "Gadget",
+            "listKind": "GadgetList",
+            "shortNames": ["gd"],
+            "categories": ["zsp"],
+        },
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}],
+                "schema": {
+                    "openAPIV3Schema": {
                         "type": "object",
-                        "required": ["reason"],
-                        "x-kubernetes-validations": [
-                            {"rule": "self.size <= 10 || self.mode == 'big'",
-                             "message": "sizes above 10 need mode big"},
-                            {"rule": "self.reason == oldSelf.reason", "message": "reason is immutable"},
-                        ],
                         "properties": {
-                            "reason": {"type": "string", "minLength": 1, "maxLength": 40},
-                            "size": {"type": "integer", "minimum": 1, "maximum": 100, "default": 3},
-                            "mode": {"type": "string", "enum": ["small", "big"], "default": "small"},
-                            "code": {"type": "string", "pattern": "^[a-z]+$"},
-                            "until": {"type": "string", "format": "date-time"},
-                            "tags": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
-                            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                            "port": {"x-kubernetes-int-or-string": True},
-                            "note": {"type": "string", "nullable": True},
-                            "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                            "apiVersion": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "metadata": {"type": "object"},
+                            "spec": {
+                                "type": "object",
+                                "required": ["reason"],
+                                "x-kubernetes-validations": [
+                                    {
+                                        "rule": "self.size <= 10 || self.mode == 'big'",
+                                        "message": "sizes above 10 need mode big",
+                                    },
+                                    {
+                                        "rule": "self.reason == oldSelf.reason",
+                                        "message": "reason is immutable",
+                                    },
+                                ],
+                                "properties": {
+                                    "reason": {
+                                        "type": "string",
+                                        "minLength": 1,
+                                        "maxLength": 40,
+                                        "x-kubernetes-validations": [
+                                            {
+                                                "rule": "self.matches('\\\\S')",
+                                                "message": "reason must not be blank",
+                                            },
+                                        ],
+                                    },
+                                    "size": {"type": "integer", "minimum": 1, "maximum": 100, "default": 3},
+                                    "mode": {"type": "string", "enum": ["small", "big"], "default": "small"},
+                                    "code": {"type": "string", "pattern": "^[a-z]+$"},
+                                    "until": {"type": "string", "format": "date-time"},
+                                    "tags": {
+                                        "type": "array",
+                                        "maxItems": 2,
+                                        "items": {"type": "string"},
+                                        "x-kubernetes-list-type": "set",
+                                    },
+                                    "permissions": {
+                                        "type": "array",
+                                        "x-kubernetes-list-type": "map",
+                                        "x-kubernetes-list-map-keys": ["name"],
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["name"],
+                                            "properties": {
+                                                "name": {"type": "string"},
+                                                "verbs": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "items": {"type": "string"},
+                                                },
+                                            },
+                                        },
+                                    },
+                                    "routes": {
+                                        "type": "array",
+                                        "x-kubernetes-list-type": "map",
+                                        "x-kubernetes-list-map-keys": ["host", "port"],
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "host": {"type": "string"},
+                                                "port": {"type": "integer"},
+                                            },
+                                        },
+                                    },
+                                    "groups": {
+                                        "type": "object",
+                                        "additionalProperties": {
+                                            "type": "array",
+                                            "items": {"type": "string"},
+                                            "x-kubernetes-list-type": "set",
+                                        },
+                                    },
+                                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                                    "port": {"x-kubernetes-int-or-string": True},
+                                    "note": {"type": "string", "nullable": True},
+                                    "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                                },
+                            },
+                            "status": {"type": "object", "properties": {"phase": {"type": "string"}}},
                         },
-                    },
-                    "status": {"type": "object", "properties": {"phase": {"type": "string"}}},
+                    }
                 },
-            }},
-        }],
+            }
+        ],
     },
 }
 
 
 def gadget(name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/v1", "kind": "Gadget", "metadata": {"name": name},
-            "spec": {"reason": "testing", **spec}}
+    return {
+        "apiVersion": f"{GROUP}/v1",
+        "kind": "Gadget",
+        "metadata": {"name": name},
+        "spec": {"reason": "testing", **spec},
+    }
 
 
 def configuration(sim: SimServer, token: str | None = None) -> client.Configuration:
@@ -88,14 +159,23 @@ class Raw:
         self.sim = sim
         self.session = session
 
-    async def call(self, method: str, path: str, body: Any = None, *, token: str | None = None,
-                   content_type: str = "application/json", **params: str) -> tuple[int, Any]:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        content_type: str = "application/json",
+        **params: str,
+    ) -> tuple[int, Any]:
         headers = {"Content-Type": content_type}
         if token != "":
             headers["Authorization"] = f"Bearer {token or self.sim.admin_token}"
         data = None if body is None else json.dumps(body)
-        async with self.session.request(method, self.sim.url + path, data=data, headers=headers,
-                                        params=params) as response:
+        async with self.session.request(
+            method, self.sim.url + path, data=data, headers=headers, params=params
+        ) as response:
             text = await response.text()
             return response.status, json.loads(text) if text.startswith(("{", "[")) else text
 

@@ -36,11 +36,43 @@ def go_value(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, float):
+        return go_float(value)
+    if isinstance(value, int):
         return str(value)
     if value is None:
         return '"null"'
     return json.dumps(type_name(value))
+
+
+def go_syntax(value: Any) -> str:
+    """Go's `%#v` of a decoded JSON value: `map[string]interface {}{"a":1}`, `[]interface {}{"x"}`."""
+    if value is None:
+        return "interface {}(nil)"
+    if isinstance(value, dict):
+        entries = ", ".join(
+            f"{json.dumps(k, ensure_ascii=False)}:{go_syntax(v)}" for k, v in sorted(value.items())
+        )
+        return f"map[string]interface {{}}{{{entries}}}"
+    if isinstance(value, list):
+        return f"[]interface {{}}{{{', '.join(go_syntax(item) for item in value)}}}"
+    if isinstance(value, float):
+        return go_float(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return go_value(value)
+
+
+def go_float(value: float) -> str:
+    """Go's `%v` of a float64 (shortest form, exponent from 1e21 up)."""
+    if value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    text = repr(value)
+    mantissa, _, exponent = text.partition("e")
+    if not exponent:
+        return text
+    sign = "-" if exponent.startswith("-") else "+"
+    return f"{mantissa}e{sign}{exponent.lstrip('+-').zfill(2)}"
 
 
 def type_name(value: Any) -> str:
@@ -79,6 +111,12 @@ def not_supported(path: str, value: Any, allowed: list[Any]) -> FieldError:
     )
 
 
+def duplicate(path: str, value: Any) -> FieldError:
+    """`Duplicate value: <v>`, the value printed as Go's ErrorBody prints it (maps in `%#v`)."""
+    shown = go_syntax(value) if isinstance(value, dict | list) else go_value(value)
+    return FieldError("FieldValueDuplicate", path, f"Duplicate value: {shown}")
+
+
 def forbidden_field(path: str, detail: str) -> FieldError:
     return FieldError("FieldValueForbidden", path, f"Forbidden: {detail}")
 
@@ -91,6 +129,24 @@ def too_long(path: str, limit: int) -> FieldError:
     return FieldError("FieldValueTooLong", path, f"Too long: may not be more than {limit} bytes")
 
 
+# Schema errors that stop x-kubernetes-validations from running (apiextensions' hasBlockingErr).
+BLOCKING_REASONS = frozenset(
+    {
+        "FieldValueNotSupported",
+        "FieldValueRequired",
+        "FieldValueTooLong",
+        "FieldValueTooMany",
+        "FieldValueTypeInvalid",
+    }
+)
+RULES_NOT_CHECKED = FieldError(
+    "FieldValueInvalid",
+    "<nil>",
+    'Invalid value: "null": some validation rules were not checked because the object was invalid; '
+    "correct the existing errors to complete validation",
+)
+
+
 @dataclass
 class ApiError(Exception):
     """An error answered as a `Status` object."""
@@ -99,6 +155,7 @@ class ApiError(Exception):
     reason: str
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)  # the Status's ListMeta (a continue token)
 
     def __str__(self) -> str:
         return f"{self.code} {self.reason}: {self.message}"
@@ -107,7 +164,7 @@ class ApiError(Exception):
         body: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
-            "metadata": {},
+            "metadata": dict(self.metadata),
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,

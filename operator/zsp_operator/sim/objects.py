@@ -23,7 +23,7 @@ from zsp_operator.sim.authz import Authorizer
 from zsp_operator.sim.escalation import check_escalation
 from zsp_operator.sim.patch import apply_patch
 from zsp_operator.sim.resources import Registry, ResourceType
-from zsp_operator.sim.schema import apply_defaults, prune, validate, version_schema
+from zsp_operator.sim.schema import apply_defaults, prune, validate_object, version_schema
 from zsp_operator.sim.store import Obj, Store
 from zsp_operator.sim.validation import apply_builtin_defaults, builtin_errors, finalizer_errors, name_errors
 
@@ -39,7 +39,6 @@ _SYSTEM_FIELDS = (
 )
 _GENERATE_ALPHABET = string.ascii_lowercase + string.digits
 _MAX_RETRIES = 8
-
 
 
 @dataclass
@@ -181,7 +180,7 @@ class Objects:
             found += finalizer_errors(old, obj)
         schema = version_schema(rtype.crd_version)
         if schema is not None:
-            found += validate(obj, schema, old)
+            found += validate_object(obj, schema, old, found)
         if found:
             raise E.invalid_object(rtype.kind, rtype.group, meta.get("name", ""), found)
 
@@ -310,7 +309,6 @@ class Objects:
             except _ChangedMeanwhile:
                 continue
         raise E.stale(rtype.group_resource, name)
-
 
     async def _update(
         self, ctx: RequestContext, rtype: ResourceType, current: Obj, new: Obj, subresource: str

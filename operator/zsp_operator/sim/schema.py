@@ -1,12 +1,15 @@
-"""CRD structural schemas: pruning, defaulting and validation (OpenAPI v3 + CEL rules).
+"""CRD structural schemas: pruning, defaulting and validation (OpenAPI v3, list types, CEL).
 
 Covers what our CRDs use: type, nullable, required, enum, pattern, min/maxLength,
 minimum/maximum (and exclusive forms), min/maxItems, format date-time, properties,
 additionalProperties, items, default, x-kubernetes-preserve-unknown-fields,
-x-kubernetes-int-or-string, and x-kubernetes-validations (rule, message,
-messageExpression, reason, fieldPath) with `self` and `oldSelf` via cel-python.
-Not covered: ratcheting of unchanged invalid values, list-type set/map uniqueness,
-Kubernetes-specific CEL libraries (quantity, url, ip, ...), CEL cost limits.
+x-kubernetes-int-or-string, x-kubernetes-list-type set/map uniqueness (`listtype`) and
+x-kubernetes-validations (`cel`). A blocking schema error anywhere skips every CEL rule,
+as in the API server. Messages follow the 1.30-1.34 servers (CEL failures name the value's
+type: `Invalid value: "object": ...`).
+Not covered: ratcheting of unchanged invalid values (CRDValidationRatcheting), allOf/anyOf/
+oneOf/not, minProperties/maxProperties, multipleOf, uniqueItems, formats other than
+date-time, x-kubernetes-embedded-resource.
 """
 
 from __future__ import annotations
@@ -14,13 +17,12 @@ from __future__ import annotations
 import copy
 import re
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
-import celpy
-from celpy.adapter import json_to_cel
-
+from zsp_operator.sim.cel import rule_errors
 from zsp_operator.sim.errors import (
+    BLOCKING_REASONS,
+    RULES_NOT_CHECKED,
     FieldError,
     invalid,
     not_supported,
@@ -29,11 +31,10 @@ from zsp_operator.sim.errors import (
     too_many,
     type_name,
 )
+from zsp_operator.sim.listtype import list_type_errors
 
 Schema = dict[str, Any]
 _ROOT_KEPT = ("apiVersion", "kind", "metadata")
-_OLD_SELF = re.compile(r"\boldSelf\b")
-_CEL = celpy.Environment()
 
 
 def _child(path: str, key: str) -> str:
@@ -165,8 +166,8 @@ def _scalar_errors(path: str, value: Any, schema: Schema) -> list[FieldError]:
     return errors
 
 
-def validate(value: Any, schema: Schema, old: Any = None, path: str = "") -> list[FieldError]:
-    """Every violation of `schema` by `value`; `old` is the stored value for transition rules."""
+def validate(value: Any, schema: Schema, path: str = "") -> list[FieldError]:
+    """Every OpenAPI violation of `schema` by `value` (not the list-type or CEL checks)."""
     if value is None:
         if schema.get("nullable") or "type" not in schema:
             return []
@@ -182,45 +183,28 @@ def validate(value: Any, schema: Schema, old: Any = None, path: str = "") -> lis
         errors.append(not_supported(path, value, schema["enum"]))
     errors += _scalar_errors(path, value, schema)
     if isinstance(value, list):
-        errors += _array_errors(path, value, schema, old)
+        errors += _array_errors(path, value, schema)
     if isinstance(value, dict):
-        errors += _object_errors(path, value, schema, old)
-    if not errors and schema.get("x-kubernetes-validations"):
-        errors += _rule_errors(path, value, schema, old)
+        errors += _object_errors(path, value, schema)
     return errors
 
 
-def _array_errors(path: str, value: list[Any], schema: Schema, old: Any) -> list[FieldError]:
+def _array_errors(path: str, value: list[Any], schema: Schema) -> list[FieldError]:
     errors: list[FieldError] = []
     if "minItems" in schema and len(value) < schema["minItems"]:
         detail = f"{path} in body should have at least {schema['minItems']} items"
-        errors.append(invalid(path, value, detail))
+        errors.append(invalid(path, len(value), detail))
     if "maxItems" in schema and len(value) > schema["maxItems"]:
         errors.append(too_many(path, len(value), schema["maxItems"]))
     items = schema.get("items")
     if isinstance(items, dict):
-        old_items = _correlate(value, old, schema)
         for index, item in enumerate(value):
-            errors += validate(item, items, old_items[index], f"{path}[{index}]")
+            errors += validate(item, items, f"{path}[{index}]")
     return errors
 
 
-def _correlate(value: list[Any], old: Any, schema: Schema) -> list[Any]:
-    """Old element for each new one: only map-lists correlate (by their keys), as in Kubernetes."""
-    keys = schema.get("x-kubernetes-list-map-keys")
-    if schema.get("x-kubernetes-list-type") != "map" or not keys or not isinstance(old, list):
-        return [None] * len(value)
-
-    def key_of(item: Any) -> tuple[Any, ...] | None:
-        return tuple(item.get(k) for k in keys) if isinstance(item, dict) else None
-
-    old_by_key = {key_of(item): item for item in old}
-    return [old_by_key.get(key_of(item)) for item in value]
-
-
-def _object_errors(path: str, value: dict[str, Any], schema: Schema, old: Any) -> list[FieldError]:
+def _object_errors(path: str, value: dict[str, Any], schema: Schema) -> list[FieldError]:
     errors: list[FieldError] = []
-    old_map = old if isinstance(old, dict) else {}
     properties = schema.get("properties") or {}
     for key in schema.get("required") or []:
         if key not in value:
@@ -232,65 +216,42 @@ def _object_errors(path: str, value: dict[str, Any], schema: Schema, old: Any) -
         if sub is None and isinstance(schema.get("additionalProperties"), dict):
             sub = schema["additionalProperties"]
         if sub is not None:
-            errors += validate(item, sub, old_map.get(key), _child(path, key))
+            errors += validate(item, sub, _child(path, key))
     return errors
-
-
-# --- CEL rules ----------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=512)
-def _program(rule: str) -> Any:
-    return _CEL.program(_CEL.compile(rule))
-
-
-def _evaluate(rule: str, activation: dict[str, Any]) -> Any:
-    try:
-        return _program(rule).evaluate(activation)
-    except Exception as error:
-        return error
-
-
-def _rule_errors(path: str, value: Any, schema: Schema, old: Any) -> list[FieldError]:
-    errors: list[FieldError] = []
-    activation: dict[str, Any] = {"self": json_to_cel(value)}
-    if old is not None:
-        activation["oldSelf"] = json_to_cel(old)
-    for rule in schema.get("x-kubernetes-validations") or []:
-        expression = rule.get("rule", "")
-        if _OLD_SELF.search(expression) and old is None:
-            continue  # transition rules only run on updates that have an old value
-        result = _evaluate(expression, activation)
-        if isinstance(result, celpy.celtypes.BoolType) and bool(result):
-            continue
-        errors.append(_rule_failure(path, value, rule, activation, result))
-    return errors
-
-
-def _rule_failure(
-    path: str, value: Any, rule: dict[str, Any], activation: dict[str, Any], result: Any
-) -> FieldError:
-    message = rule.get("message") or f"failed rule: {rule.get('rule', '')}"
-    if rule.get("messageExpression"):
-        rendered = _evaluate(rule["messageExpression"], activation)
-        if isinstance(rendered, celpy.celtypes.StringType) and str(rendered).strip():
-            message = str(rendered)
-    if isinstance(result, Exception) and not rule.get("message"):
-        message = f"{message}: {result}"
-    field_path = path
-    if rule.get("fieldPath"):
-        field_path = path + rule["fieldPath"] if path else rule["fieldPath"].lstrip(".")
-    reason = rule.get("reason", "FieldValueInvalid")
-    if reason == "FieldValueForbidden":
-        return FieldError(reason, field_path, f"Forbidden: {message}")
-    if reason == "FieldValueRequired":
-        return FieldError(reason, field_path, f"Required value: {message}")
-    if reason == "FieldValueDuplicate":
-        return FieldError(reason, field_path, f"Duplicate value: {message}")
-    return FieldError("FieldValueInvalid", field_path, f'Invalid value: "{type_name(value)}": {message}')
 
 
 # --- the whole object ---------------------------------------------------------------------------
+
+
+def validate_object(obj: Any, schema: Schema, old: Any, earlier: list[FieldError]) -> list[FieldError]:
+    """Schema, list-type and CEL causes, in the API server's order, after `earlier` (metadata) ones.
+
+    The CEL rules are skipped, with one cause saying so, when any cause so far is blocking
+    (required, enum, type, too long, too many); otherwise they all run, even next to
+    minLength or pattern failures. List types are ratcheted: a stored object that already
+    had duplicates is not held to them.
+    """
+    found = validate(obj, schema)
+    if old is None or not list_type_errors(old, schema):
+        found += list_type_errors(obj, schema)
+    if any(error.reason in BLOCKING_REASONS for error in [*earlier, *found]):
+        if _has_rules(schema):
+            found.append(RULES_NOT_CHECKED)
+        return found
+    return found + rule_errors(obj, schema, old)
+
+
+def _has_rules(schema: Any) -> bool:
+    if not isinstance(schema, dict):
+        return False
+    if schema.get("x-kubernetes-validations"):
+        return True
+    nested = [
+        *(schema.get("properties") or {}).values(),
+        schema.get("items"),
+        schema.get("additionalProperties"),
+    ]
+    return any(_has_rules(sub) for sub in nested)
 
 
 def version_schema(crd_version: dict[str, Any] | None) -> Schema | None:
