@@ -27,6 +27,7 @@ from zsp_operator.core.models import (
     TaskGrant,
     TaskGrantSpec,
     format_time,
+    parse_time,
 )
 from zsp_operator.core.policy import Decision
 from zsp_operator.kube import AlreadyExists, Kube, KubeError
@@ -186,7 +187,7 @@ class GrantService:
         if not token:
             raise IssueError("TokenRequest", "the API server returned no token")
         expiry_text = status.get("expirationTimestamp")
-        expiry = datetime.fromisoformat(expiry_text.replace("Z", "+00:00")) if expiry_text else None
+        expiry = parse_time(expiry_text)
         return token, manifests.credential_id(token), expiry
 
     async def _deliver(self, grant: TaskGrant, token: str) -> dict[str, Any]:

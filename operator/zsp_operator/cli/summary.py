@@ -25,6 +25,7 @@ from zsp_operator.core.models import (
     Phase,
     UserInfo,
     format_time,
+    parse_time,
 )
 
 Body = Mapping[str, Any]
@@ -64,10 +65,7 @@ def phase(body: Body) -> Phase:
 
 
 def created_at(body: Body) -> datetime | None:
-    raw = _meta(body).get("creationTimestamp")
-    if not raw:
-        return None
-    return datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    return parse_time(_meta(body).get("creationTimestamp"))
 
 
 def requester(body: Body) -> UserInfo | None:

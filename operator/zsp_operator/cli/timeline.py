@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from zsp_operator.cli.summary import phase, status_of
-from zsp_operator.core.models import Phase
+from zsp_operator.core.models import Phase, parse_time
 from zsp_operator.observe.chain import NOTE, chain_from
 
 Body = Mapping[str, Any]
@@ -29,15 +29,6 @@ class Entry:
     future: bool = False  # a deadline still ahead
 
 
-def _parse_time(raw: Any) -> datetime | None:
-    if not raw:
-        return None
-    try:
-        return datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def event_time(event: Body) -> datetime | None:
     """When an Event last happened: core/v1 Events carry it in one of several fields."""
     for raw in (
@@ -46,7 +37,7 @@ def event_time(event: Body) -> datetime | None:
         event.get("firstTimestamp"),
         (event.get("metadata") or {}).get("creationTimestamp"),
     ):
-        at = _parse_time(raw)
+        at = parse_time(raw)
         if at is not None:
             return at
     return None

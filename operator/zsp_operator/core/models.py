@@ -43,6 +43,18 @@ def format_time(value: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
+def parse_time(raw: Any) -> datetime | None:
+    """An API timestamp (RFC 3339, `Z` or offset) as an aware datetime; None if absent or unreadable."""
+    if isinstance(raw, datetime):
+        return raw if raw.tzinfo else raw.replace(tzinfo=UTC)
+    if not raw:
+        return None
+    try:
+        return parse_time(datetime.fromisoformat(str(raw).replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
 def _to_time(value: Any) -> Any:
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))

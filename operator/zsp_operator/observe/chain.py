@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from zsp_operator.core import constants as c
 from zsp_operator.core.lifecycle import condition
-from zsp_operator.core.models import AccessRequestStatus, format_time
+from zsp_operator.core.models import AccessRequestStatus, format_time, parse_time
 from zsp_operator.observe import audit as a
 from zsp_operator.observe.reasons import AUDIT_EVENT_OF
 
@@ -57,17 +57,6 @@ class ChainStep:
         return body
 
 
-def _time(raw: Any) -> datetime | None:
-    if isinstance(raw, datetime):
-        return raw
-    if not raw:
-        return None
-    try:
-        return datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _status(body: Body) -> AccessRequestStatus:
     try:
         return AccessRequestStatus.model_validate(body.get("status") or {})
@@ -101,7 +90,7 @@ def _from_status(body: Body) -> list[ChainStep]:
     steps.append(
         ChainStep(
             a.REQUESTED,
-            _time(meta.get("creationTimestamp")),
+            parse_time(meta.get("creationTimestamp")),
             f"filed by {who or 'an unrecorded requester'}: "
             f"{spec.get('permission') or 'inline rules'} for {_grantee(spec, status)}",
             details={"requester": who} if who else {},
@@ -198,7 +187,7 @@ def _from_events(events: Sequence[Body], known: set[str]) -> list[ChainStep]:
         if name in known or (name, reason, message) in seen:
             continue  # status already tells this step; or the same Event on the TaskGrant too
         seen.add((name, reason, message))
-        at = _time(event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp"))
+        at = parse_time(event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp"))
         count = int(event.get("count") or 1)
         steps.append(
             ChainStep(
