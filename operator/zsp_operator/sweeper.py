@@ -104,7 +104,7 @@ class Sweeper:
                 await self._resync
 
     async def _resync_forever(self) -> None:
-        interval = self.settings.resync.total_seconds()
+        interval = max(self.settings.resync.total_seconds(), 1.0)
         while True:
             await asyncio.sleep(interval)
             try:
@@ -132,7 +132,8 @@ class Sweeper:
         for body in bindings:
             binding = parse_binding(body)
             seen.add(binding.uid)
-            await self._act_or_confirm(binding, classify(binding, ctx))
+            # One binding the API will not let us delete must not stop the sweep (or the start).
+            await self._guarded(self._act_or_confirm(binding, classify(binding, ctx)))
         for uid in set(self._reported) - seen:
             del self._reported[uid]
 
