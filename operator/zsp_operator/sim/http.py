@@ -17,10 +17,11 @@ from zsp_operator.sim.authz import Authorizer
 from zsp_operator.sim.deletion import Deleter
 from zsp_operator.sim.discovery import serve_non_resource
 from zsp_operator.sim.objects import Objects, RequestContext
+from zsp_operator.sim.paging import list_objects
 from zsp_operator.sim.resources import ResourceType
 from zsp_operator.sim.reviews import Reviews
 from zsp_operator.sim.selectors import object_filter
-from zsp_operator.sim.tables import as_table, wants_table
+from zsp_operator.sim.tables import as_table, table_version
 from zsp_operator.sim.watch import serve_watch
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ _TRUE = ("1", "t", "T", "true", "TRUE", "True")  # Go's strconv.ParseBool
 
 def parse_bool(value: str | None) -> bool:
     return value in _TRUE
+
+
 _SUBRESOURCE_VERBS = {"status": ("get", "update", "patch"), "finalize": ("update",), "token": ("create",)}
 ANONYMOUS = UserInfo("system:anonymous", groups=("system:unauthenticated",))
 
@@ -78,19 +81,29 @@ def parse_resource_path(method: str, path: str, query: Any) -> ResourceRequest |
     return ResourceRequest(group, version, namespace, resource, name, subresource, verb)
 
 
-def _json(body: Any, status: int = 200, warnings: list[str] | None = None,
-          content_type: str = "application/json") -> web.Response:
+def _json(
+    body: Any, status: int = 200, warnings: list[str] | None = None, content_type: str = "application/json"
+) -> web.Response:
     headers = {"Content-Type": content_type}
-    response = web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status,
-                            headers=headers)
+    response = web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(), status=status, headers=headers
+    )
     for warning in warnings or []:
         response.headers.add("Warning", f'299 - "{warning.replace(chr(34), chr(92) + chr(34))}"')
     return response
 
 
 class ApiHandler:
-    def __init__(self, objects: Objects, deleter: Deleter, reviews: Reviews, authenticator: Authenticator,
-                 authorizer: Authorizer, bookmark_interval: float, server_address: str) -> None:
+    def __init__(
+        self,
+        objects: Objects,
+        deleter: Deleter,
+        reviews: Reviews,
+        authenticator: Authenticator,
+        authorizer: Authorizer,
+        bookmark_interval: float,
+        server_address: str,
+    ) -> None:
         self.objects = objects
         self.registry = objects.registry
         self.deleter = deleter
@@ -130,13 +143,17 @@ class ApiHandler:
         groups = request.headers.getall("Impersonate-Group", [])
         sa_parts = target.split(":")
         if target.startswith("system:serviceaccount:") and len(sa_parts) == 4:
-            checks = [Attributes("impersonate", "", "serviceaccounts", name=sa_parts[3], namespace=sa_parts[2])]
+            checks = [
+                Attributes("impersonate", "", "serviceaccounts", name=sa_parts[3], namespace=sa_parts[2])
+            ]
         else:
             checks = [Attributes("impersonate", "", "users", name=target)]
         checks += [Attributes("impersonate", "", "groups", name=group) for group in groups]
         for attrs in checks:
             if not self.authorizer.authorize(user, attrs).allowed:
-                raise E.forbidden(E.GroupResource("", attrs.resource), attrs.name, _forbidden_reason(user, attrs))
+                raise E.forbidden(
+                    E.GroupResource("", attrs.resource), attrs.name, _forbidden_reason(user, attrs)
+                )
         if target.startswith("system:serviceaccount:") and len(sa_parts) == 4:
             groups = [*groups, "system:serviceaccounts", f"system:serviceaccounts:{sa_parts[2]}"]
         all_groups = tuple(dict.fromkeys([*groups, "system:authenticated"]))
@@ -146,8 +163,9 @@ class ApiHandler:
         user = self._authenticate(request)
         info = parse_resource_path(request.method, request.path, request.query)
         if info is None:
-            attrs = Attributes("get" if request.method in ("GET", "HEAD") else request.method.lower(),
-                               path=request.path)
+            attrs = Attributes(
+                "get" if request.method in ("GET", "HEAD") else request.method.lower(), path=request.path
+            )
             if not self.authorizer.authorize(user, attrs).allowed:
                 raise E.forbidden(E.GroupResource("", ""), "", _forbidden_reason(user, attrs))
             document = serve_non_resource(self.registry, request.path, self.server_address)
@@ -171,8 +189,9 @@ class ApiHandler:
         except ValueError as error:
             raise E.bad_request(f"the body of the request was in an unknown format: {error}") from error
 
-    async def _dispatch(self, request: web.Request, user: UserInfo, info: ResourceRequest,
-                        rtype: ResourceType) -> web.StreamResponse:
+    async def _dispatch(
+        self, request: web.Request, user: UserInfo, info: ResourceRequest, rtype: ResourceType
+    ) -> web.StreamResponse:
         query = request.query
         if rtype.namespaced and rtype.plural != "namespaces":
             if info.name and not info.namespace:
@@ -188,8 +207,11 @@ class ApiHandler:
             raise E.method_not_allowed()
         if info.verb not in rtype.verbs and not info.subresource:
             raise E.method_not_allowed()
-        ctx = RequestContext(user, dry_run="All" in query.getall("dryRun", []),
-                             field_validation=query.get("fieldValidation", "Warn"))
+        ctx = RequestContext(
+            user,
+            dry_run="All" in query.getall("dryRun", []),
+            field_validation=query.get("fieldValidation", "Warn"),
+        )
         list_namespace = namespace if (rtype.namespaced and info.namespace) else None
 
         if info.verb in ("list", "watch", "deletecollection"):
@@ -198,12 +220,18 @@ class ApiHandler:
                 field_selector = ",".join(filter(None, [field_selector, f"metadata.name={info.name}"]))
             matches = object_filter(query.get("labelSelector", ""), field_selector, rtype.plural)
             if info.verb == "watch":
-                return await serve_watch(request, self.objects.store, rtype, list_namespace, matches,
-                                         self.bookmark_interval)
+                return await serve_watch(
+                    request, self.objects.store, rtype, list_namespace, matches, self.bookmark_interval
+                )
             if info.verb == "deletecollection":
                 options = await self._body(request) or {}
-                return _json(await self.deleter.delete_collection(ctx, rtype, list_namespace, matches, options))
-            listed = self.objects.list(rtype, list_namespace, matches)
+                return _json(
+                    await self.deleter.delete_collection(ctx, rtype, list_namespace, matches, options)
+                )
+            selective = bool(query.get("labelSelector") or query.get("fieldSelector"))
+            listed = list_objects(
+                self.objects.store, rtype, list_namespace, matches, query, selective=selective
+            )
             return self._maybe_table(request, rtype, listed)
         if info.verb == "create":
             return await self._create(request, ctx, info, rtype, namespace)
@@ -211,12 +239,21 @@ class ApiHandler:
             return self._maybe_table(request, rtype, self.objects.get(rtype, namespace, info.name))
         if info.verb == "update":
             body = await self._body(request)
-            return _json(await self.objects.update(ctx, rtype, namespace, info.name, body, info.subresource),
-                         warnings=ctx.warnings)
+            return _json(
+                await self.objects.update(ctx, rtype, namespace, info.name, body, info.subresource),
+                warnings=ctx.warnings,
+            )
         if info.verb == "patch":
             body = await self._body(request)
-            patched = await self.objects.patch(ctx, rtype, namespace, info.name,
-                                               request.headers.get("Content-Type", ""), body, info.subresource)
+            patched = await self.objects.patch(
+                ctx,
+                rtype,
+                namespace,
+                info.name,
+                request.headers.get("Content-Type", ""),
+                body,
+                info.subresource,
+            )
             return _json(patched, warnings=ctx.warnings)
         if info.verb == "delete":
             options = dict(await self._body(request) or {})
@@ -227,8 +264,14 @@ class ApiHandler:
             return _json(body, status)
         raise E.method_not_allowed()
 
-    async def _create(self, request: web.Request, ctx: RequestContext, info: ResourceRequest,
-                      rtype: ResourceType, namespace: str) -> web.StreamResponse:
+    async def _create(
+        self,
+        request: web.Request,
+        ctx: RequestContext,
+        info: ResourceRequest,
+        rtype: ResourceType,
+        namespace: str,
+    ) -> web.StreamResponse:
         body = await self._body(request)
         if info.subresource == "token":
             return _json(await self.reviews.token_request(ctx, rtype, namespace, info.name, body), 201)
@@ -244,10 +287,17 @@ class ApiHandler:
         return _json(created, 201, warnings=ctx.warnings)
 
     def _maybe_table(self, request: web.Request, rtype: ResourceType, body: dict[str, Any]) -> web.Response:
-        if wants_table(request.headers.get("Accept", "")):
-            return _json(as_table(rtype, body, self.objects.clock()),
-                         content_type="application/json;as=Table;v=v1;g=meta.k8s.io")
-        return _json(body)
+        version = table_version(request.headers.get("Accept", ""))
+        if version is None:
+            return _json(body)
+        include = request.query.get("includeObject") or "Metadata"
+        if include not in ("None", "Metadata", "Object"):
+            raise E.bad_request(
+                f'includeObject: Unsupported value: "{include}": supported values: '
+                '"None", "Metadata", "Object"'
+            )
+        table = as_table(rtype, body, self.objects.clock(), version=version, include=include)
+        return _json(table, content_type=f"application/json;as=Table;v={version};g=meta.k8s.io")
 
 
 def _forbidden_reason(user: UserInfo, attrs: Attributes) -> str:

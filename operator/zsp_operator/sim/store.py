@@ -80,6 +80,18 @@ def uid_of(obj: Obj) -> str:
     return str(obj.get("metadata", {}).get("uid") or "")
 
 
+def etcd_key(namespace: str, name: str) -> str:
+    """Where etcd would keep the object below its resource prefix; lists come in this order."""
+    return f"{namespace}/{name}" if namespace else name
+
+
+def _ordered(bucket: dict[tuple[str, str], Obj], namespace: str | None) -> list[Obj]:
+    chosen = [
+        (etcd_key(*where), obj) for where, obj in bucket.items() if namespace is None or where[0] == namespace
+    ]
+    return [copy.deepcopy(obj) for _, obj in sorted(chosen, key=lambda pair: pair[0])]
+
+
 class TooOld(Exception):
     """The requested resourceVersion fell out of the event log."""
 
@@ -108,12 +120,26 @@ class Store:
         return copy.deepcopy(obj) if obj is not None else None
 
     def list(self, key: StorageKey, namespace: str | None = None) -> list[Obj]:
-        bucket = self._objects.get(key, {})
-        return [
-            copy.deepcopy(obj)
-            for (ns, _), obj in sorted(bucket.items())
-            if namespace is None or ns == namespace
-        ]
+        """Current objects of `key`, in etcd key order (`namespace/name`)."""
+        return _ordered(self._objects.get(key, {}), namespace)
+
+    def snapshot(self, key: StorageKey, namespace: str | None, rv: int) -> builtins.list[Obj]:
+        """The objects of `key` as they were at resourceVersion `rv`, by undoing the logged changes
+        after it; TooOld when the log no longer reaches back that far."""
+        if rv < self._compacted_rv:
+            raise TooOld(rv, self._compacted_rv + 1)
+        state = dict(self._objects.get(key, {}))
+        for change in reversed(self._log):
+            if change.rv <= rv:
+                break
+            if change.key != key:
+                continue
+            where = (namespace_of(change.obj), name_of(change.obj))
+            if change.type == "ADDED":
+                state.pop(where, None)
+            elif change.old is not None:
+                state[where] = change.old
+        return _ordered(state, namespace)
 
     def keys(self) -> builtins.list[StorageKey]:
         return [key for key, bucket in self._objects.items() if bucket]
