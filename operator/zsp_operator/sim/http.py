@@ -218,7 +218,7 @@ class ApiHandler:
             field_selector = query.get("fieldSelector", "")
             if info.name:
                 field_selector = ",".join(filter(None, [field_selector, f"metadata.name={info.name}"]))
-            matches = object_filter(query.get("labelSelector", ""), field_selector, rtype.plural)
+            matches = object_filter(query.get("labelSelector", ""), field_selector, rtype.group, rtype.plural)
             if info.verb == "watch":
                 return await serve_watch(
                     request, self.objects.store, rtype, list_namespace, matches, self.bookmark_interval

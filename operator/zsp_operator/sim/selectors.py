@@ -11,25 +11,40 @@ from zsp_operator.sim.errors import bad_request
 
 Obj = dict[str, Any]
 
-# Fields the real server lets you select on besides metadata.name/namespace, per plural.
-EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
-    "events": (
-        "involvedObject.kind",
-        "involvedObject.namespace",
-        "involvedObject.name",
-        "involvedObject.uid",
-        "involvedObject.apiVersion",
+_INVOLVED = ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
+# Fields the real server lets you select on besides metadata.name/namespace, per (group, plural):
+# its field label conversion functions. events.k8s.io Events answer for `regarding.*`.
+FIELD_LABELS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("", "events"): (
+        *(f"involvedObject.{part}" for part in _INVOLVED),
         "reason",
+        "reportingComponent",
+        "source",
         "type",
-        "regarding.kind",
-        "regarding.name",
-        "regarding.namespace",
-        "regarding.uid",
     ),
-    "pods": ("spec.nodeName", "spec.serviceAccountName", "status.phase"),
-    "secrets": ("type",),
-    "jobs": ("status.successful",),
+    ("events.k8s.io", "events"): (
+        *(f"regarding.{part}" for part in _INVOLVED),
+        "reason",
+        "reportingController",
+        "type",
+    ),
+    ("", "pods"): (
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "spec.hostNetwork",
+        "status.phase",
+        "status.podIP",
+        "status.nominatedNodeName",
+    ),
+    ("", "secrets"): ("type",),
+    ("", "namespaces"): ("status.phase",),
+    ("", "services"): ("spec.clusterIP", "spec.type"),
+    ("apps", "replicasets"): ("status.replicas",),
+    ("batch", "jobs"): ("status.successful",),
 }
+_FIELD_PATHS = {"source": "source.component"}  # core Events: `source` is the reporting component
 
 
 @dataclass(frozen=True)
@@ -117,16 +132,17 @@ def label_selector_object_matches(
 
 def _field_value(obj: Obj, path: str) -> str:
     value: Any = obj
-    for part in path.split("."):
+    for part in _FIELD_PATHS.get(path, path).split("."):
         value = value.get(part) if isinstance(value, dict) else None
     if isinstance(value, bool):
         return "true" if value else "false"
     return "" if value is None else str(value)
 
 
-def parse_field_selector(text: str, plural: str) -> list[tuple[str, str, str]]:
-    """[(field, "="|"!=", value)]; unknown fields are a 400 like the real server."""
-    allowed = ("metadata.name", "metadata.namespace", *EXTRA_FIELDS.get(plural, ()))
+def parse_field_selector(text: str, group: str, plural: str) -> list[tuple[str, str, str]]:
+    """[(field, "="|"!=", value)]; unknown fields are a 400 worded like the real server's."""
+    extra = FIELD_LABELS.get((group, plural))
+    allowed = ("metadata.name", "metadata.namespace", *(extra or ()))
     terms = []
     for part in (text or "").split(","):
         if not part.strip():
@@ -136,7 +152,11 @@ def parse_field_selector(text: str, plural: str) -> list[tuple[str, str, str]]:
             raise bad_request(f"invalid selector: '{text}'; can't understand '{part}'")
         field_name, operator, value = match.groups()
         if field_name not in allowed:
-            raise bad_request(f'"{field_name}" is not a known field selector: only "{", ".join(allowed)}"')
+            if extra:  # a kind with its own conversion function
+                raise bad_request(f"field label not supported: {field_name}")
+            raise bad_request(
+                f'"{field_name}" is not a known field selector: only "metadata.name", "metadata.namespace"'
+            )
         terms.append((field_name, "!=" if operator == "!=" else "=", value))
     return terms
 
@@ -149,10 +169,10 @@ def fields_match(terms: list[tuple[str, str, str]], obj: Obj) -> bool:
     return True
 
 
-def object_filter(label_selector: str, field_selector: str, plural: str) -> Callable[[Obj], bool]:
+def object_filter(label_selector: str, field_selector: str, group: str, plural: str) -> Callable[[Obj], bool]:
     """One predicate for a list or watch; raises ApiError 400 on a malformed selector."""
     labels = parse_label_selector(label_selector)
-    fields = parse_field_selector(field_selector, plural)
+    fields = parse_field_selector(field_selector, group, plural)
 
     def matches(obj: Obj) -> bool:
         return labels_match(labels, obj.get("metadata", {}).get("labels")) and fields_match(fields, obj)
