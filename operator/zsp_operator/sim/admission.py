@@ -1,10 +1,12 @@
 """Dynamic admission: calls Mutating- then ValidatingWebhookConfigurations before a write.
 
 Matching honours rules (operations, apiGroups, apiVersions, resources with `*`,
-`*/*`, `r/*`, `*/sub` and `r/sub` forms, scope), namespaceSelector and objectSelector.
-Not implemented: matchConditions (ignored: every matching webhook is called),
-matchPolicy Equivalent (only the exact group/version matches), reinvocationPolicy,
-parallel calls to validating webhooks. Only `clientConfig.url` is reachable; a
+`*/*`, `r/*`, `*/sub` and `r/sub` forms, scope), namespaceSelector, objectSelector and
+matchPolicy: Equivalent (the default) also matches a request through another served
+version of the same resource, and the webhook then sees `kind`, `resource` and the
+objects in the version its rule named (`requestKind`/`requestResource` keep the one
+asked for). Not implemented: matchConditions (ignored: every matching webhook is
+called), reinvocationPolicy, parallel calls to validating webhooks. Only `clientConfig.url` is reachable; a
 `service` reference cannot be resolved here and counts as a failed call, so
 `failurePolicy` decides.
 """
@@ -24,7 +26,7 @@ import aiohttp
 from zsp_operator.sim.auth import UserInfo
 from zsp_operator.sim.errors import ApiError, internal
 from zsp_operator.sim.patch import PatchError, json_patch
-from zsp_operator.sim.resources import ResourceType
+from zsp_operator.sim.resources import Registry, ResourceType
 from zsp_operator.sim.selectors import label_selector_object_matches
 from zsp_operator.sim.store import Store
 
@@ -49,22 +51,25 @@ class AdmissionRequest:
     dry_run: bool = False
     kind: dict[str, str] = field(default_factory=dict)  # set when the body is another kind
 
-    def review(self) -> dict[str, Any]:
+    def review(self, invoked: ResourceType | None = None) -> dict[str, Any]:
+        """The AdmissionReview; `invoked` is the equivalent version a rule matched (matchPolicy
+        Equivalent): kind, resource and the objects are then in that version."""
         rtype = self.rtype
-        kind = self.kind or {"group": rtype.group, "version": rtype.version, "kind": rtype.kind}
-        resource = {"group": rtype.group, "version": rtype.version, "resource": rtype.plural}
+        kind = self.kind or _kind_of(rtype)
+        resource = _resource_of(rtype)
+        target = invoked or rtype
         options_kind = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions", "DELETE": "DeleteOptions"}
         request: dict[str, Any] = {
             "uid": str(uuid.uuid4()),
-            "kind": kind,
-            "resource": resource,
+            "kind": self.kind or _kind_of(target),
+            "resource": _resource_of(target),
             "requestKind": kind,
             "requestResource": resource,
             "name": self.name,
             "operation": self.operation,
             "userInfo": self.user.to_wire(),
-            "object": self.obj,
-            "oldObject": self.old,
+            "object": as_version(self.obj, target),
+            "oldObject": as_version(self.old, target),
             "dryRun": self.dry_run,
             "options": {"apiVersion": "meta.k8s.io/v1", "kind": options_kind[self.operation]},
         }
@@ -73,6 +78,21 @@ class AdmissionRequest:
         if self.namespace:
             request["namespace"] = self.namespace
         return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+
+
+def _kind_of(rtype: ResourceType) -> dict[str, str]:
+    return {"group": rtype.group, "version": rtype.version, "kind": rtype.kind}
+
+
+def _resource_of(rtype: ResourceType) -> dict[str, str]:
+    return {"group": rtype.group, "version": rtype.version, "resource": rtype.plural}
+
+
+def as_version(obj: dict[str, Any] | None, rtype: ResourceType) -> dict[str, Any] | None:
+    """A custom resource in another served version (conversion strategy None: apiVersion only)."""
+    if obj is None or obj.get("apiVersion") in (None, rtype.api_version) or obj.get("kind") != rtype.kind:
+        return obj
+    return {**obj, "apiVersion": rtype.api_version}
 
 
 def _resource_matches(patterns: list[str], plural: str, subresource: str) -> bool:
@@ -85,8 +105,9 @@ def _resource_matches(patterns: list[str], plural: str, subresource: str) -> boo
     return False
 
 
-def rule_matches(rule: dict[str, Any], request: AdmissionRequest) -> bool:
-    rtype = request.rtype
+def rule_matches(rule: dict[str, Any], request: AdmissionRequest, rtype: ResourceType | None = None) -> bool:
+    """Whether `rule` matches the request, or the request as if made to the equivalent `rtype`."""
+    rtype = rtype or request.rtype
     if not ({"*", request.operation} & set(rule.get("operations") or [])):
         return False
     if not ({"*", rtype.group} & set(rule.get("apiGroups") or [])):
@@ -101,8 +122,9 @@ def rule_matches(rule: dict[str, Any], request: AdmissionRequest) -> bool:
 
 
 class Admission:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, registry: Registry | None = None) -> None:
         self._store = store
+        self._registry = registry
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -110,19 +132,38 @@ class Admission:
             await self._session.close()
             self._session = None
 
-    def _matching(self, plural: str, request: AdmissionRequest) -> list[dict[str, Any]]:
+    def _matching(self, plural: str, request: AdmissionRequest) -> list[tuple[dict[str, Any], ResourceType]]:
+        """The webhooks to call, each with the resource version it is called for."""
         if request.rtype.group == ADMISSION_GROUP and request.rtype.plural in _EXEMPT:
             return []
         hooks = []
         for config in self._store.list((ADMISSION_GROUP, plural)):
             for hook in config.get("webhooks") or []:
-                if self._applies(hook, request):
-                    hooks.append(hook)
+                invoked = self._invocation(hook, request)
+                if invoked is not None and self._selectors_match(hook, request):
+                    hooks.append((hook, invoked))
         return hooks
 
-    def _applies(self, hook: dict[str, Any], request: AdmissionRequest) -> bool:
-        if not any(rule_matches(rule, request) for rule in hook.get("rules") or []):
-            return False
+    def _invocation(self, hook: dict[str, Any], request: AdmissionRequest) -> ResourceType | None:
+        """The version a rule matches: the request's own, else (matchPolicy Equivalent, the
+        default) the first equivalent version a rule matches, rules in order."""
+        rules = hook.get("rules") or []
+        if any(rule_matches(rule, request) for rule in rules):
+            return request.rtype
+        if hook.get("matchPolicy", "Equivalent") != "Equivalent" or self._registry is None:
+            return None
+        equivalents = [
+            other
+            for other in self._registry.all()
+            if other.storage_key == request.rtype.storage_key and other != request.rtype
+        ]
+        for rule in rules:
+            for other in equivalents:
+                if rule_matches(rule, request, other):
+                    return other
+        return None
+
+    def _selectors_match(self, hook: dict[str, Any], request: AdmissionRequest) -> bool:
         if not self._namespace_matches(hook.get("namespaceSelector"), request):
             return False
         selector = hook.get("objectSelector")
@@ -147,27 +188,36 @@ class Admission:
 
     async def mutate(self, request: AdmissionRequest) -> dict[str, Any] | None:
         """Run matching mutating webhooks in name order; return the (patched) object."""
-        for hook in self._matching("mutatingwebhookconfigurations", request):
-            response = await self._call(hook, request)
+        for hook, invoked in self._matching("mutatingwebhookconfigurations", request):
+            response = await self._call(hook, request, invoked)
             if response is None or not response.get("patch"):
                 continue
             try:
                 operations = json.loads(base64.b64decode(response["patch"]))
-                request.obj = json_patch(request.obj, operations)
+                patched = json_patch(as_version(request.obj, invoked), operations)
+                request.obj = as_version(patched, request.rtype)  # back to the version asked for
             except (ValueError, PatchError) as error:
                 raise internal(f'failed calling webhook "{hook["name"]}": JSONPatch: {error}') from error
         return request.obj
 
     async def validate(self, request: AdmissionRequest) -> None:
-        for hook in self._matching("validatingwebhookconfigurations", request):
-            await self._call(hook, request)
+        for hook, invoked in self._matching("validatingwebhookconfigurations", request):
+            await self._call(hook, request, invoked)
 
-    async def _call(self, hook: dict[str, Any], request: AdmissionRequest) -> dict[str, Any] | None:
+    async def _call(
+        self, hook: dict[str, Any], request: AdmissionRequest, invoked: ResourceType
+    ) -> dict[str, Any] | None:
         """The webhook's `response`; None when a failure is ignored; raises on denial."""
         name = hook.get("name", "")
-        review = request.review()
-        log.debug("calling webhook %s: %s %s/%s %s", name, request.operation, request.rtype.plural,
-                  request.subresource, request.name)
+        review = request.review(invoked)
+        log.debug(
+            "calling webhook %s: %s %s/%s %s",
+            name,
+            request.operation,
+            request.rtype.plural,
+            request.subresource,
+            request.name,
+        )
         try:
             response = await self._post(hook, review)
             if response.get("uid") != review["request"]["uid"]:

@@ -54,7 +54,7 @@ class SimServer:
         self.signer = TokenSigner()
         self.authenticator = Authenticator(self.store, self.signer, clock)
         self.authorizer = Authorizer(self.store)
-        self.admission = Admission(self.store)
+        self.admission = Admission(self.store, self.registry)
         self.objects = Objects(self.store, self.registry, self.admission, self.authorizer, clock)
         self.deleter = Deleter(self.objects)
         self.reviews = Reviews(self.objects, self.authenticator, self.authorizer, self.signer, clock)
