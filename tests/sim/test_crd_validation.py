@@ -18,6 +18,7 @@ import yaml
 from simkit import GADGET_CRD, GADGETS, Raw, gadget
 
 from zsp_operator.sim import SimServer
+from zsp_operator.sim.cel import rule_errors
 from zsp_operator.sim.schema import validate_object
 
 NOT_CHECKED = (
@@ -161,4 +162,14 @@ async def test_an_empty_access_request_reason_gets_both_messages(ar_raw: Raw) ->
     assert [(field, message) for field, _, message in causes] == [
         ("spec.reason", 'Invalid value: "": spec.reason in body should be at least 1 chars long'),
         ("spec.reason", 'Invalid value: "string": reason must say why the access is needed, not be blank'),
+    ]
+
+
+def test_durations_in_rules_read_go_durations() -> None:
+    rule = "duration(self.low) <= duration(self.high)"
+    schema = {"type": "object", "x-kubernetes-validations": [{"rule": rule, "message": "low above high"}]}
+    assert rule_errors({"low": "10µs", "high": "1ms"}, schema) == []
+    assert rule_errors({"low": "90m", "high": "1h30m"}, schema) == []
+    assert [e.body for e in rule_errors({"low": "2h", "high": "1h59m"}, schema)] == [
+        'Invalid value: "object": low above high'
     ]

@@ -6,7 +6,8 @@ node's value (at the root, `self.metadata` holds only name and generateName) and
 `map` list. Transition rules (those naming `oldSelf`) run on updates only. Children under
 `additionalProperties` are addressed as `field[key]`.
 
-Not covered: the Kubernetes CEL libraries (quantity, url, ip, format, ...), cost limits,
+`duration()` reads Go durations (`1h30m`, `10µs`). Not covered: the Kubernetes CEL libraries
+(quantity, url, ip, format, lists, regex, authz, ...), cost limits, compile-time type checks,
 `optionalOldSelf`, ratcheting, and rule compile errors reported at CRD creation.
 """
 
@@ -67,9 +68,16 @@ def correlate(value: list[Any], old: Any, schema: Schema) -> list[Any]:
     return [old_by_key.get(key_of(item)) for item in value]
 
 
+def _duration(value: Any) -> Any:
+    """CEL's duration() as Go's time.ParseDuration reads it: `µs` and `μs` are microseconds too."""
+    if isinstance(value, celpy.celtypes.StringType):
+        value = celpy.celtypes.StringType(str(value).replace("\u00b5s", "us").replace("\u03bcs", "us"))
+    return celpy.celtypes.DurationType(value)
+
+
 @lru_cache(maxsize=512)
 def _program(rule: str) -> Any:
-    return _CEL.program(_CEL.compile(rule))
+    return _CEL.program(_CEL.compile(rule), functions={"duration": _duration})
 
 
 def _evaluate(rule: str, activation: dict[str, Any]) -> Any:
