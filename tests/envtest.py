@@ -26,7 +26,6 @@ import contextlib
 import csv
 import datetime as dt
 import io
-import ipaddress
 import json
 import os
 import secrets
@@ -44,10 +43,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from zsp_operator.tls import issue_serving_pki, pem_key
 
 ASSETS_ENV = "KUBEBUILDER_ASSETS"
 ADMIN_USER = "zsp-admin"
@@ -162,104 +161,21 @@ class Pki:
     sa_public_key: bytes  # verifies them
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 def make_pki(
     hosts: Sequence[str] = ("127.0.0.1", "localhost"),
     *,
     now: dt.datetime | None = None,
     valid_for: dt.timedelta = dt.timedelta(days=2),
 ) -> Pki:
-    """A CA, a serving certificate for `hosts` signed by it, and a service-account key pair.
-
-    The extensions are the ones strict verifiers want (Go's crypto/tls, Python's
-    VERIFY_X509_STRICT): CA basic constraints and key usage, key identifiers, serverAuth, SANs.
-    """
-    now = now or dt.datetime.now(dt.UTC)
-    not_before = now - dt.timedelta(minutes=5)  # tolerate a little clock skew
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "zsp-envtest-ca")])
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(now + valid_for)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    sans: list[x509.GeneralName] = []
-    for host in hosts:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            sans.append(x509.DNSName(host))
-    serving_key = ec.generate_private_key(ec.SECP256R1())
-    serving_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-        .issuer_name(ca_name)
-        .public_key(serving_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(now + valid_for)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(serving_key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-
+    """A CA, a serving certificate for `hosts` signed by it, and a service-account key pair."""
+    serving = issue_serving_pki(hosts, common_name="kube-apiserver", now=now, valid_for=valid_for)
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return Pki(
-        ca_cert=ca_cert.public_bytes(serialization.Encoding.PEM),
-        ca_key=_pem_key(ca_key),
-        serving_cert=serving_cert.public_bytes(serialization.Encoding.PEM),
-        serving_key=_pem_key(serving_key),
-        sa_private_key=_pem_key(sa_key),
+        ca_cert=serving.ca_cert,
+        ca_key=serving.ca_key,
+        serving_cert=serving.serving_cert,
+        serving_key=serving.serving_key,
+        sa_private_key=pem_key(sa_key),
         sa_public_key=sa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ),

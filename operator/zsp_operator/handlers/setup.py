@@ -11,7 +11,7 @@ import kopf
 
 from zsp_operator.core import constants as c
 from zsp_operator.handlers.common import controller_of
-from zsp_operator.webhook_tls import self_signed
+from zsp_operator.tls import LOOPBACK, issue_serving_pki
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +29,15 @@ def configure(settings: kopf.OperatorSettings, memo: Any) -> None:
     ours = memo.settings
     if ours.dev:
         # A local control plane reaches us on loopback; kopf registers both configurations.
-        directory = Path(tempfile.mkdtemp(prefix="zsp-webhook-"))
-        cert, key, pem = self_signed(directory)
+        pki = issue_serving_pki(LOOPBACK, common_name="zsp-operator-webhook")
+        cert, key = pki.write(Path(tempfile.mkdtemp(prefix="zsp-webhook-")))
         settings.admission.server = kopf.WebhookServer(
             addr="127.0.0.1",
             port=ours.webhook_port or None,
             host="127.0.0.1",
             certfile=str(cert),
             pkeyfile=str(key),
-            cadata=pem,
+            cadata=pki.ca_cert,  # the caBundle the API server verifies us with
         )
         settings.admission.managed = c.GROUP
     elif ours.webhook_cert_dir:
