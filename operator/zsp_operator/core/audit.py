@@ -204,7 +204,7 @@ def _finding(
             role_missing=missing,
             enforced=enforced,
         )
-    message = f"{binding} grants {binding.role_ref} without a grant"
+    message = f"{binding} grants {binding.role_ref} with no grant behind it: standing privilege"
     if missing:
         message += f"; {binding.role_ref} does not exist, so it grants nothing until someone creates it"
     return BindingFinding(binding, State.STANDING, message, role_missing=missing, enforced=enforced)
