@@ -13,8 +13,24 @@ story tests also pass against a real kube-apiserver.
     with serve_in_thread(crds=[crd]) as sim:   # from sync code or another event loop
         ...
 
-Known differences from kube-apiserver are listed in the docstrings of the modules
-(`schema`, `admission`, `deletion`, `objects`, `validation`, `discovery`).
+Faithful where our operator, kopf, kubectl and the stories look: CRD validation in the
+server's order (OpenAPI schema, list-type set/map duplicates, then CEL rules unless a
+blocking error exists, with the server's "not checked" cause), server-side Tables with
+every printer column (date cells as `4m12s`-style durations), lists paged with `limit` and
+`continue` over consistent snapshots, field selectors per kind, webhook matchPolicy.
+
+Known approximations (details in the module docstrings):
+- CRD schemas (`schema`, `cel`): no validation ratcheting of unchanged values, no
+  allOf/anyOf/oneOf/not, min/maxProperties, multipleOf or formats besides date-time; CEL
+  runs on cel-python without the Kubernetes libraries (quantity, url, ip, format, ...),
+  cost limits or compile-time checks; messages follow 1.30-1.34 servers.
+- One stored copy per custom resource; versions differ only in apiVersion (conversion None).
+- Built-in kinds are not schema-checked (`validation`); Pods, Deployments, Jobs, Services
+  and ReplicaSets print only Name and Age (`printers`).
+- Webhooks (`admission`): no matchConditions, reinvocation or `service` references.
+- Deletion (`deletion`): no grace periods. Lists (`paging`): `resourceVersion` other than
+  an Exact match reads the latest state; watch (`watch`) has no watch-list streaming limits.
+- Discovery (`discovery`): OpenAPI v3 without schemas, no OpenAPI v2; no protobuf anywhere.
 """
 
 from zsp_operator.sim.auth import UserInfo
