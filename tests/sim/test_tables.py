@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -247,3 +248,16 @@ def test_json_paths_of_printer_columns() -> None:
     assert json_path(obj, ".status.conditions[-1].type") == ["Synced"]
     assert json_path(obj, ".metadata.annotations['a.b/c']") == ["x"]
     assert json_path(obj, "{.status.missing}") == []
+
+
+async def test_watch_events_carry_one_row_tables_headers_first(raw: Raw) -> None:
+    await raw.ok("POST", GADGETS, gadget("w1", size=1))
+    await raw.ok("POST", GADGETS, gadget("w2", size=2))
+    headers = {"Authorization": f"Bearer {raw.sim.admin_token}", "Accept": TABLE}
+    async with raw.session.get(raw.sim.url + GADGETS, headers=headers, params={"watch": "true"}) as response:
+        events = [json.loads(await response.content.readline()) for _ in range(2)]
+    assert [event["type"] for event in events] == ["ADDED", "ADDED"]
+    first, second = (event["object"] for event in events)
+    assert (first["kind"], names(first)) == ("Table", ["Name", "Size"])
+    assert "columnDefinitions" not in second
+    assert [first["rows"][0]["cells"], second["rows"][0]["cells"]] == [["w1", 1], ["w2", 2]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from zsp_operator.sim.paging import list_objects
 from zsp_operator.sim.resources import ResourceType
 from zsp_operator.sim.reviews import Reviews
 from zsp_operator.sim.selectors import object_filter
+from zsp_operator.sim.store import Obj
 from zsp_operator.sim.tables import as_table, table_version
 from zsp_operator.sim.watch import serve_watch
 
@@ -221,7 +223,13 @@ class ApiHandler:
             matches = object_filter(query.get("labelSelector", ""), field_selector, rtype.group, rtype.plural)
             if info.verb == "watch":
                 return await serve_watch(
-                    request, self.objects.store, rtype, list_namespace, matches, self.bookmark_interval
+                    request,
+                    self.objects.store,
+                    rtype,
+                    list_namespace,
+                    matches,
+                    self.bookmark_interval,
+                    self._table_events(request, rtype),
                 )
             if info.verb == "deletecollection":
                 options = await self._body(request) or {}
@@ -286,18 +294,42 @@ class ApiHandler:
         created = await self.objects.create(ctx, rtype, namespace, body)
         return _json(created, 201, warnings=ctx.warnings)
 
-    def _maybe_table(self, request: web.Request, rtype: ResourceType, body: dict[str, Any]) -> web.Response:
+    def _table_options(self, request: web.Request) -> tuple[str, str] | None:
+        """(meta.k8s.io version, includeObject) when the client asked for Tables."""
         version = table_version(request.headers.get("Accept", ""))
         if version is None:
-            return _json(body)
+            return None
         include = request.query.get("includeObject") or "Metadata"
         if include not in ("None", "Metadata", "Object"):
             raise E.bad_request(
-                f'includeObject: Unsupported value: "{include}": supported values: '
-                '"None", "Metadata", "Object"'
+                f'includeObject: Unsupported value: "{include}": supported values: "None", "Metadata", "Object"'
             )
+        return version, include
+
+    def _maybe_table(self, request: web.Request, rtype: ResourceType, body: dict[str, Any]) -> web.Response:
+        options = self._table_options(request)
+        if options is None:
+            return _json(body)
+        version, include = options
         table = as_table(rtype, body, self.objects.clock(), version=version, include=include)
         return _json(table, content_type=f"application/json;as=Table;v={version};g=meta.k8s.io")
+
+    def _table_events(self, request: web.Request, rtype: ResourceType) -> Callable[[Obj], Obj] | None:
+        """For `kubectl get -w`: each event's object as a one-row Table, column headers on the first only."""
+        options = self._table_options(request)
+        if options is None:
+            return None
+        version, include = options
+        first = [True]
+
+        def transform(obj: Obj) -> Obj:
+            table = as_table(rtype, obj, self.objects.clock(), version=version, include=include)
+            if not first[0]:
+                del table["columnDefinitions"]
+            first[0] = False
+            return table
+
+        return transform
 
 
 def _forbidden_reason(user: UserInfo, attrs: Attributes) -> str:

@@ -37,13 +37,20 @@ async def serve_watch(
     namespace: str | None,
     matches: Callable[[Obj], bool],
     bookmark_interval: float,
+    transform: Callable[[Obj], Obj] | None = None,
 ) -> web.StreamResponse:
     """Stream changes of `rtype` until `timeoutSeconds`, the client leaves or the server stops.
 
     Without a resourceVersion (or with "0") the stream starts with synthetic ADDED
     events for the current objects; with one, it replays the logged changes after it
-    (410 Gone as an ERROR event if they are no longer logged).
+    (410 Gone as an ERROR event if they are no longer logged). `transform` turns each
+    event's object into what was asked for (a Table for `kubectl get -w`).
     """
+
+    def shown(obj: Obj) -> Obj:
+        obj = present(rtype, copy.deepcopy(obj))
+        return transform(obj) if transform is not None else obj
+
     query = request.query
     since_text = query.get("resourceVersion", "")
     bookmarks = query.get("allowWatchBookmarks") in _TRUE
@@ -64,17 +71,19 @@ async def serve_watch(
         else:
             store.watch(watcher, int(since_text))
     except (TooOld, ValueError) as error:
-        status = E.gone(str(error) if isinstance(error, TooOld) else f"invalid resourceVersion {since_text!r}")
+        status = E.gone(
+            str(error) if isinstance(error, TooOld) else f"invalid resourceVersion {since_text!r}"
+        )
         await response.write(_line("ERROR", status.status()))
         await response.write_eof()
         return response
 
     try:
         for obj in initial:
-            await response.write(_line("ADDED", present(rtype, obj)))
+            await response.write(_line("ADDED", shown(obj)))
         if initial_end:
             await response.write(_line("BOOKMARK", _bookmark(rtype, store.resource_version, True)))
-        await _pump(response, watcher, rtype, store, deadline, bookmarks, bookmark_interval)
+        await _pump(response, watcher, rtype, store, deadline, bookmarks, bookmark_interval, shown)
         await response.write_eof()
     except ConnectionResetError:
         pass  # the client went away
@@ -83,8 +92,16 @@ async def serve_watch(
     return response
 
 
-async def _pump(response: web.StreamResponse, watcher: Watcher, rtype: ResourceType, store: Store,
-                deadline: float | None, bookmarks: bool, bookmark_interval: float) -> None:
+async def _pump(
+    response: web.StreamResponse,
+    watcher: Watcher,
+    rtype: ResourceType,
+    store: Store,
+    deadline: float | None,
+    bookmarks: bool,
+    bookmark_interval: float,
+    shown: Callable[[Obj], Obj],
+) -> None:
     while True:
         wait = bookmark_interval
         if deadline is not None:
@@ -100,4 +117,4 @@ async def _pump(response: web.StreamResponse, watcher: Watcher, rtype: ResourceT
         if event is None:
             return  # the server is stopping
         event_type, obj = event
-        await response.write(_line(event_type, present(rtype, copy.deepcopy(obj))))
+        await response.write(_line(event_type, shown(obj)))
