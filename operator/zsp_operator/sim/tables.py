@@ -7,6 +7,7 @@ time is `<invalid>`, as on a real server), `integer`/`number`/`boolean` cells ar
 JSON values of that type or null, `string` cells print whatever the JSONPath finds.
 Built-in kinds get the columns of `printers`. Rows carry `PartialObjectMetadata`
 (`includeObject=Metadata`, the default), the whole object (`Object`) or nothing (`None`).
+Watches asked for Tables get one-row Tables per event, column headers on the first only.
 """
 
 from __future__ import annotations
