@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from machine import describe
+from machine import describe, load
 
 from zsp_operator.core.models import AccessPolicy, AccessRequest, PolicyRule, TaskGrant
 from zsp_operator.core.policy import Decision, Outcome, decide
@@ -330,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     machine = describe()
     results = run(cases, budget=budget, min_calls=min_calls, max_calls=max_calls)
-    print(machine + "\n")
+    print(f"{machine}\n- load average at the end: {load()}\n")
     print(table(results))
     if args.profile:
         case = Case(largest_p, largest_g)

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from machine import describe
+from machine import describe, load
 
 from zsp_operator.config import Settings
 from zsp_operator.core import constants as c
@@ -938,7 +938,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(machine)
     print(
         f"- scenarios: issue N={args.issue} per mode, expiry N={args.expiry}, burst N={args.burst}; "
-        f"wall time {elapsed:.0f}s\n"
+        f"wall time {elapsed:.0f}s; load average at the end: {load()}\n"
     )
     print(report)
     print(f"\n### Operator warnings\n\n{WARNINGS.report()}")
