@@ -42,6 +42,7 @@ class Controllers:
         self.gc = GarbageCollector(objects, deleter)
         self._queue: asyncio.Queue[Change] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._roles_changed = False
         self.store.add_listener(self._on_change)
 
     def _on_change(self, change: Change) -> None:
@@ -82,6 +83,9 @@ class Controllers:
         elif change.type == "DELETED" and change.key[0] and "." in change.key[0]:
             self._recheck_crd_of(change.key)
         if change.key == CLUSTER_ROLES:
+            self._roles_changed = True
+        if self._roles_changed and self._queue.empty():  # once after a burst of ClusterRole writes
+            self._roles_changed = False
             self._aggregate_cluster_roles()
         if change.key == NAMESPACES and change.type == "ADDED":
             self._create_default_service_account(change.obj["metadata"]["name"])
