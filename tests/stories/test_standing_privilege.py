@@ -53,7 +53,7 @@ def binding(
     name: str,
     namespace: str | None,
     subjects: list[dict[str, str]],
-    role: tuple[str, str] = ("ClusterRole", "view"),
+    role: tuple[str, str] = ("Role", "pod-reader"),
     labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "labels": labels or {}}
@@ -74,6 +74,18 @@ def sa(namespace: str, name: str) -> dict[str, str]:
 
 async def enforce(w: World) -> None:
     await w.admin.patch(NAMESPACES, w.target, {"metadata": {"labels": {c.LABEL_ENFORCE: "true"}}})
+
+
+async def pod_reader(w: World) -> None:
+    """The Role hand-made bindings use: its rules are known on every tier (unlike an aggregated
+    ClusterRole such as view, which stays empty without kube-controller-manager)."""
+    role = {
+        "apiVersion": RBAC,
+        "kind": "Role",
+        "metadata": {"name": "pod-reader", "namespace": w.target},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
+    }
+    await w.admin.create(ROLES, role)
 
 
 async def seconds_until_gone(
@@ -179,7 +191,9 @@ async def test_a_grants_binding_changed_after_issuance_is_removed_and_the_grant_
         (record,) = await eventually(lambda: records(op, "standing-binding-removed", name))
         assert (record["state"], record["grantRevoked"]) == ("tampered", True)
         pipeline = await token_for(w.admin, w.ci, "pipeline")
-        assert await eventually(lambda: _refused(w, pipeline, "get", "pods"))
+        deployer = await token_for(w.admin, w.ci, "deployer")
+        for token in (pipeline, deployer):
+            assert await eventually(lambda t=token: _refused(w, t, "patch", "deployments", "apps"))
 
 
 async def _refused(w: World, token: str, verb: str, resource: str, group: str = "") -> bool:
@@ -189,6 +203,7 @@ async def _refused(w: World, token: str, verb: str, resource: str, group: str = 
 @pytest.mark.parametrize("crash", ["grant-gone", "grant-ended-before-teardown"])
 async def test_bindings_left_by_a_crash_are_removed_at_start(cluster: Cluster, crash: str) -> None:
     async with world(cluster) as w:
+        await pod_reader(w)
         if crash == "grant-gone":
             labels = {
                 c.LABEL_MANAGED_BY: c.OPERATOR_NAME,
@@ -199,7 +214,7 @@ async def test_bindings_left_by_a_crash_are_removed_at_start(cluster: Cluster, c
             await w.admin.create(
                 ROLE_BINDINGS, binding(name, w.target, [sa(w.ci, "deployer")], labels=labels)
             )
-            probe = ("get", "pods", "")  # what ClusterRole view lets the deployer do
+            probe = ("get", "pods", "")  # what Role pod-reader lets the deployer do
         else:
             async with running_operator(cluster):
                 await file_request(w, w.request("deploy-1"))
@@ -246,6 +261,7 @@ async def _gone(kube: Kube, res: Resource, name: str, namespace: str | None) -> 
 async def test_audit_mode_reports_standing_bindings_once_and_deletes_nothing(cluster: Cluster) -> None:
     async with world(cluster) as w:
         await enforce(w)
+        await pod_reader(w)
         await w.admin.create(ROLE_BINDINGS, binding("before-start", w.target, [sa(w.ci, "deployer")]))
         async with running_operator(cluster, resync="1s") as op:
             await w.admin.create(ROLE_BINDINGS, binding("after-start", w.target, [sa(w.ci, "deployer")]))
@@ -265,6 +281,7 @@ async def test_audit_mode_reports_standing_bindings_once_and_deletes_nothing(clu
 async def test_enforce_mode_deletes_standing_bindings_and_spares_the_allowlist(cluster: Cluster) -> None:
     async with world(cluster) as w:
         await enforce(w)
+        await pod_reader(w)
         await w.admin.create(ROLE_BINDINGS, binding("before-start", w.target, [sa(w.ci, "deployer")]))
         spared = {
             "kept": [sa(w.ci, "deployer")],  # allowlisted by NS/NAME
@@ -302,7 +319,9 @@ async def test_cluster_role_bindings_are_reported_and_deleted_only_when_told(clu
         # Other stories' ClusterRoleBindings are none of this story's business.
         others = ",".join(b["metadata"]["name"] for b in await w.admin.list(CLUSTER_ROLE_BINDINGS))
         try:
-            await w.admin.create(CLUSTER_ROLE_BINDINGS, binding(name, None, [sa(w.ci, "deployer")]))
+            await w.admin.create(
+                CLUSTER_ROLE_BINDINGS, binding(name, None, [sa(w.ci, "deployer")], ("ClusterRole", "view"))
+            )
             async with running_operator(cluster, sweep_mode="enforce", sweep_allowlist=others) as op:
                 (record,) = await eventually(lambda: records(op, "standing-binding-found", name))
                 assert record["binding"]["kind"] == "ClusterRoleBinding"
@@ -367,6 +386,7 @@ async def test_zsp_audit_on_a_live_cluster_tells_granted_orphaned_and_standing_a
             await file_request(w, w.request("deploy-1"))
             await wait_for_phase(w.admin, w.target, "deploy-1", "Active")
         granted = (await live_binding(w, "deploy-1"))["metadata"]["name"]
+        await pod_reader(w)
         orphan = {c.LABEL_MANAGED_BY: c.OPERATOR_NAME, c.LABEL_GRANT: "gone", c.LABEL_GRANT_UID: "uid-gone"}
         await w.admin.create(
             ROLE_BINDINGS, binding("leftover", w.target, [sa(w.ci, "deployer")], labels=orphan)
