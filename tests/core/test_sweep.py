@@ -558,3 +558,13 @@ def test_an_expired_grant_not_yet_revoked_is_left_to_the_scheduler() -> None:
     # Liveness comes from the grant's own record, so the sweeper never races the revoker's clock.
     far_past = changed(LIVE, {"spec.expiresAt": datetime(2000, 1, 1, tzinfo=UTC).isoformat()})
     assert classify(parse_binding(rb()), context(grant=far_past)).action is Action.KEEP
+
+
+def test_an_orphan_names_the_grant_that_is_missing() -> None:
+    verdict = classify(parse_binding(rb()), context())
+    assert verdict.message == (
+        f"RoleBinding pay/zsp-deploy-1-abc carries the operator's labels but its TaskGrant {GRANT_UID} "
+        "does not exist"
+    )
+    unnamed = classify(parse_binding(rb(labels={c.LABEL_MANAGED_BY: c.OPERATOR_NAME})), context())
+    assert unnamed.message.endswith("but it names no TaskGrant")

@@ -19,7 +19,6 @@ from typing import Any
 from zsp_operator.core import constants as c
 from zsp_operator.core.models import AccessPolicy, SubjectKind, TaskGrant
 
-RBAC_GROUP = "rbac.authorization.k8s.io"
 ROLE_BINDING = "RoleBinding"
 CLUSTER_ROLE_BINDING = "ClusterRoleBinding"
 
@@ -282,8 +281,8 @@ def check_managed(binding: Binding, grants: Mapping[str, TaskGrant], roles: Role
     uid = binding.labels.get(c.LABEL_GRANT_UID, "")
     grant = grants.get(uid) if uid else None
     if grant is None:
-        named = f"TaskGrant {uid}" if uid else "no TaskGrant"
-        return ManagedCheck(State.ORPHANED, f"{binding} carries the operator's labels but {named} exists")
+        missing = f"its TaskGrant {uid} does not exist" if uid else "it names no TaskGrant"
+        return ManagedCheck(State.ORPHANED, f"{binding} carries the operator's labels but {missing}")
     label = f"TaskGrant {grant.namespace}/{grant.name}"
     if not grant_is_live(grant):
         return ManagedCheck(State.ORPHANED, f"{binding} outlived {label}, which has ended", grant)
