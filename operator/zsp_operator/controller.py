@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +21,7 @@ from zsp_operator.core import lifecycle
 from zsp_operator.core.annotations import approvals_of, requester_of
 from zsp_operator.core.approvals import approval_deadline, tally
 from zsp_operator.core.errors import describe
-from zsp_operator.core.lifecycle import Decided, Ended, EndReason, Event, IssueFailed
+from zsp_operator.core.lifecycle import Decided, IssueFailed
 from zsp_operator.core.manifests import MANAGED_SELECTOR
 from zsp_operator.core.models import (
     AccessPolicy,
@@ -36,9 +34,8 @@ from zsp_operator.core.models import (
     UserInfo,
 )
 from zsp_operator.core.policy import Decision, Outcome, decide
-from zsp_operator.core.tasks import task_finished
 from zsp_operator.grants import TEARDOWN_ORDER, GrantService, IssueError
-from zsp_operator.kube import Conflict, Kube, KubeError
+from zsp_operator.kube import Kube, KubeError
 from zsp_operator.kube.resources import (
     ACCESS_POLICIES,
     ACCESS_REQUESTS,
@@ -48,7 +45,10 @@ from zsp_operator.kube.resources import (
     TASK_GRANTS,
 )
 from zsp_operator.observe import Observer, involved
+from zsp_operator.revoker import END_REASONS, Revoker
 from zsp_operator.scheduler import DeadlineScheduler
+from zsp_operator.status import StatusWriter
+from zsp_operator.taskwatch import task_end
 from zsp_operator.view import ClusterView
 
 log = logging.getLogger(__name__)
@@ -57,20 +57,6 @@ Clock = Callable[[], datetime]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class RequestRef:
-    name: str
-    namespace: str
-    uid: str
-
-    @classmethod
-    def of(cls, request: AccessRequest) -> RequestRef:
-        return cls(request.name, request.namespace, request.metadata.uid)
-
-
-_END_REASONS = (c.REASON_EXPIRED, c.REASON_REVOKED, c.REASON_COMPLETED)
 
 
 def _timeout_key(namespace: str, name: str, uid: str) -> str:
@@ -94,14 +80,12 @@ class Controller:
         self.clock = clock
         self.view = ClusterView()
         self.grants = grants or GrantService(kube, settings, clock)
-        self.expiry = DeadlineScheduler(self._expire, clock)
+        self.status = StatusWriter(kube, clock)
+        self.revoker = Revoker(self.grants, self.status, observer, self.view, clock)
+        self.expiry = self.revoker.expiry
         self.approval_timeouts = DeadlineScheduler(self._time_out, clock)
         self._decide_lock = asyncio.Lock()
-        self._revocations: dict[str, asyncio.Task[None]] = {}
-        self._background: set[asyncio.Task[None]] = set()
         self.identity: str | None = None  # our own username, from the API server
-        # Grants already reported as ended: late watch events must not bring them back.
-        self._ended: OrderedDict[str, None] = OrderedDict()
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -121,23 +105,19 @@ class Controller:
             ending = lifecycle.condition(grant.status.conditions, c.COND_READY)
             if grant.spec.expires_at <= now:
                 self.revoke_soon(grant, c.REASON_EXPIRED, "expired while the operator was not running")
-            elif ending is not None and ending.status == "False" and ending.reason in _END_REASONS:
+            elif ending is not None and ending.status == "False" and ending.reason in END_REASONS:
                 # A revocation was under way when we stopped: finish it, for the same reason.
                 self.revoke_soon(grant, ending.reason, ending.message)
             else:
                 self.observer.resumed(grant)
                 self.expiry.arm(grant.metadata.uid, grant.spec.expires_at)
         # Policies and namespaces may have changed while we were away: no event will say so.
-        await self.recheck(lambda grant: grant.metadata.uid not in self._revocations)
+        await self.recheck(lambda grant: not self.revoker.in_progress(grant.metadata.uid))
         await self.remove_orphans()
 
     async def stop(self) -> None:
-        await self.expiry.stop()
         await self.approval_timeouts.stop()
-        pending = [*self._revocations.values(), *self._background]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self.revoker.stop()
 
     async def remove_orphans(self) -> None:
         """Delete any object carrying our labels whose grant no longer exists.
@@ -221,7 +201,7 @@ class Controller:
             if previous is None:
                 await self.observer.requested(request, break_glass=decision.break_glass)
             if previous is None or decision.outcome is Outcome.DENIED or decision.reason != previous.reason:
-                status = await self._transition(request, self._decided_event(decision, requester))
+                status = await self.status.transition(request, self._decided_event(decision, requester))
                 await self.observer.decided(request, decision)
                 if status is None:
                     return
@@ -294,7 +274,7 @@ class Controller:
         for record in records[known:]:
             await self.observer.approval_recorded(request, record, record.username in result.counted, result)
         event = lifecycle.ApprovalsChanged(tuple(records), result.approved, result.denied_by, message)
-        status = await self._transition(request, event)
+        status = await self.status.transition(request, event)
         if status is not None and lifecycle.phase_of(status.conditions) is not Phase.PENDING:
             self.approval_timeouts.disarm(_timeout_key(request.namespace, request.name, request.metadata.uid))
         return status
@@ -304,7 +284,7 @@ class Controller:
             issued = await self.grants.issue(request, decision)
         except IssueError as err:
             if err.grant_uid:
-                self._ended[err.grant_uid] = None  # never live: nothing to report as revoked
+                self.revoker.never_live(err.grant_uid)
             await self._fail(request, err.step, err.message)
             return
         except KubeError as err:
@@ -323,13 +303,13 @@ class Controller:
             expires_at=grant.spec.expires_at,
             token_credential_id=issued.token_credential_id,
         )
-        await self._transition(request, event)
+        await self.status.transition(request, event)
         created = request.metadata.creation_timestamp
         latency = (self.clock() - created).total_seconds() if created else None
         await self.observer.issued(request, grant, issued.objects, issued.token_credential_id, latency)
 
     async def _fail(self, request: AccessRequest, step: str, message: str) -> None:
-        await self._transition(request, IssueFailed(message))
+        await self.status.transition(request, IssueFailed(message))
         await self.observer.failed(request, step, message)
 
     async def _reject_malformed(
@@ -341,7 +321,7 @@ class Controller:
         event = Decided(outcome="denied", reason=reason, policy=None, requester=None)
         new = lifecycle.apply(status, event, self.clock(), meta.get("generation"))
         if new != status:
-            await self._write_status(meta, new)
+            await self.status.write(meta, new)
         await self.observer.malformed(meta, reason)
 
     async def _edit_ignored(self, body: dict[str, Any], message: str) -> None:
@@ -370,133 +350,23 @@ class Controller:
             return  # deleted or replaced meanwhile
         request = AccessRequest.model_validate(body)
         message = "no approval quorum before the policy's approval.timeout"
-        status = await self._transition(request, lifecycle.TimedOut(message))
+        status = await self.status.transition(request, lifecycle.TimedOut(message))
         if status is not None and status != request.status:
             await self.observer.timed_out(request, message)
 
-    # -- status writes -----------------------------------------------------------------------
-
-    async def _transition(
-        self, request: AccessRequest | RequestRef, event: Event
-    ) -> AccessRequestStatus | None:
-        """Apply one lifecycle event to the live status (optimistic concurrency, retried)."""
-        ref = request if isinstance(request, RequestRef) else RequestRef.of(request)
-        for _ in range(10):
-            body = await self.kube.get(ACCESS_REQUESTS, ref.name, ref.namespace)
-            if body is None or body["metadata"]["uid"] != ref.uid:
-                return None
-            current = AccessRequestStatus.model_validate(body.get("status") or {})
-            new = lifecycle.apply(current, event, self.clock(), body["metadata"].get("generation"))
-            if new == current:
-                return current
-            try:
-                await self._write_status(body["metadata"], new)
-            except Conflict:
-                continue
-            return new
-        raise KubeError(409, "Conflict", f"status of {ref.name} kept changing under us")
-
-    async def _write_status(self, meta: dict[str, Any], status: AccessRequestStatus) -> None:
-        patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": status.to_wire()}
-        await self.kube.patch(ACCESS_REQUESTS, meta["name"], patch, meta.get("namespace"), status=True)
-
-    # -- revocation --------------------------------------------------------------------------
+    # -- revocation (see revoker.py) ---------------------------------------------------------
 
     def _grant_of(self, request_uid: str) -> TaskGrant | None:
         return next((g for g in self.view.grants.values() if g.spec.request.uid == request_uid), None)
 
     def revoke_soon(self, grant: TaskGrant, reason: str, message: str) -> asyncio.Task[None]:
-        """Start (or join) the revocation of one grant; it retries until it succeeds."""
-        uid = grant.metadata.uid
-        task = self._revocations.get(uid)
-        if task is None or task.done():
-            task = asyncio.create_task(
-                self._revoke_until_done(grant, reason, message), name=f"zsp-revoke-{uid}"
-            )
-            self._revocations[uid] = task
-            task.add_done_callback(lambda _t: self._revocations.pop(uid, None))
-        return task
+        return self.revoker.revoke_soon(grant, reason, message)
 
     async def revoke(self, grant: TaskGrant, reason: str, message: str) -> None:
-        await asyncio.shield(self.revoke_soon(grant, reason, message))
-
-    async def _revoke_until_done(self, grant: TaskGrant, reason: str, message: str) -> None:
-        self.expiry.disarm(grant.metadata.uid)
-        delay = 0.1
-        while True:
-            started = self.clock()
-            try:
-                await self._revoke_once(grant, reason, message, started)
-                return
-            except KubeError as err:
-                self.observer.error("revoke")
-                log.error(
-                    "revoking %s/%s failed, retrying in %.1fs: %s", grant.namespace, grant.name, delay, err
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-
-    async def _revoke_once(self, grant: TaskGrant, reason: str, message: str, started: datetime) -> None:
-        await self.grants.record_end(grant, reason, message)
-        binding_gone = await self.grants.teardown(grant) or self.clock()
-        self.expiry.record_latency((binding_gone - started).total_seconds())
-        lag = (binding_gone - grant.spec.expires_at).total_seconds() if reason == c.REASON_EXPIRED else None
-        status = await self._end_request(grant, reason, message, binding_gone, lag)  # type: ignore[arg-type]
-        await self.grants.delete_grant(grant)
-        await self._forget(grant, reason, message, lag, status)
-
-    async def _forget(
-        self,
-        grant: TaskGrant,
-        reason: str,
-        message: str,
-        lag: float | None,
-        request_status: AccessRequestStatus | None = None,
-    ) -> None:
-        """Drop an ended grant from the view and report it, exactly once."""
-        uid = grant.metadata.uid
-        self.view.drop_grant(uid)
-        self.expiry.disarm(uid)
-        if uid in self._ended:
-            return
-        self._ended[uid] = None
-        while len(self._ended) > 10_000:
-            self._ended.popitem(last=False)
-        await self.observer.revoked(
-            grant, reason, message, lag, grant.status.token_credential_id, request_status
-        )
-
-    async def _end_request(
-        self, grant: TaskGrant, reason: EndReason, message: str, at: datetime, lag: float | None
-    ) -> AccessRequestStatus | None:
-        ref = RequestRef(grant.spec.request.name, grant.namespace, grant.spec.request.uid)
-        return await self._transition(ref, Ended(reason, message, at, lag))
-
-    async def _expire(self, grant_uid: str) -> None:
-        grant = self.view.grants.get(grant_uid)
-        if grant is not None:
-            await self.revoke(grant, c.REASON_EXPIRED, "the grant's TTL ran out")
+        await self.revoker.revoke(grant, reason, message)
 
     async def grant_deleted(self, body: dict[str, Any]) -> None:
-        """The TaskGrant's finalizer: tear down whatever is left, then let it go."""
-        grant = TaskGrant.model_validate(body)
-        await self.grants.teardown(grant)
-        ready = lifecycle.condition(grant.status.conditions, c.COND_READY)
-        if (
-            ready is not None
-            and ready.status == "False"
-            and ready.reason
-            in (
-                c.REASON_EXPIRED,
-                c.REASON_REVOKED,
-                c.REASON_COMPLETED,
-            )
-        ):
-            reason, message = ready.reason, ready.message
-        else:
-            reason, message = c.REASON_REVOKED, "the TaskGrant was deleted"
-        status = await self._end_request(grant, reason, message, self.clock(), None)  # type: ignore[arg-type]
-        await self._forget(grant, reason, message, None, status)
+        await self.revoker.grant_deleted(body)
 
     # -- drift: policies, namespaces, identities, tasks ------------------------------------
 
@@ -552,47 +422,20 @@ class Controller:
             self.revoke_soon(grant, c.REASON_REVOKED, f"the grantee ServiceAccount {ns}/{name} was deleted")
 
     async def follow_task(self, body: dict[str, Any], stopped: Any) -> None:
-        """Watch the grant's taskRef object; end the grant when it finishes or disappears."""
+        """End the grant when its taskRef object finishes or disappears."""
         grant = TaskGrant.model_validate(body)
-        ref = grant.spec.task_ref
-        if ref is None:
-            return
-        res = await self.kube.resource_of(ref.api_version, ref.kind)
-        namespace = (ref.namespace or grant.namespace) if res.namespaced else None
-        label = f"{ref.kind} {namespace + '/' if namespace else ''}{ref.name}"
-        while not stopped:
-            obj = await self.kube.get(res, ref.name, namespace)
-            ended = f"task {label} was deleted" if obj is None else task_finished(obj)
-            version = None if obj is None else obj["metadata"].get("resourceVersion")
-            if ended is None:
-                try:
-                    async for kind, event_obj in self.kube.watch(
-                        res,
-                        namespace,
-                        field_selector=f"metadata.name={ref.name}",
-                        resource_version=version,
-                        timeout_seconds=60,
-                    ):
-                        if kind == "DELETED":
-                            ended = f"task {label} was deleted"
-                        elif kind in ("ADDED", "MODIFIED"):
-                            ended = task_finished(event_obj)
-                        if ended is not None or stopped:
-                            break
-                except KubeError as err:
-                    log.info("watch of %s ended (%s); resuming", label, err.reason)
-            if ended is not None:
-                await self.revoke(grant, c.REASON_COMPLETED, ended)
-                return
+        ended = await task_end(self.kube, grant, stopped)
+        if ended is not None:
+            await self.revoke(grant, c.REASON_COMPLETED, ended)
 
     def grant_seen(self, body: dict[str, Any]) -> None:
         uid = body.get("metadata", {}).get("uid", "")
-        if uid in self._ended or body.get("metadata", {}).get("deletionTimestamp"):
+        if self.revoker.has_ended(uid) or body.get("metadata", {}).get("deletionTimestamp"):
             return  # ending or ended: its finalizer handler finishes it
         grant = self.view.put_grant(body)
         if (
             grant is not None
             and grant.metadata.deletion_timestamp is None
-            and grant.metadata.uid not in self._revocations
+            and not self.revoker.in_progress(grant.metadata.uid)
         ):
             self.expiry.arm(grant.metadata.uid, grant.spec.expires_at)

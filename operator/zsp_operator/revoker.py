@@ -1,0 +1,154 @@
+"""Revocation: at expiry and on every other end, one task per grant, retried until done.
+
+Order (DESIGN.md): the TaskGrant records why it ends, then the RoleBinding goes (authorisation
+stops within milliseconds), then the ServiceAccount, the Role, the delivery Secret; the
+request records the end, and the TaskGrant is deleted (its finalizer releases it after a
+last teardown). The expiry scheduler fires early by the latency measured here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from zsp_operator.core import constants as c
+from zsp_operator.core import lifecycle
+from zsp_operator.core.lifecycle import Ended, EndReason
+from zsp_operator.core.models import AccessRequestStatus, TaskGrant
+from zsp_operator.grants import GrantService
+from zsp_operator.kube import KubeError
+from zsp_operator.observe import Observer
+from zsp_operator.scheduler import DeadlineScheduler
+from zsp_operator.status import RequestRef, StatusWriter
+from zsp_operator.view import ClusterView
+
+log = logging.getLogger(__name__)
+
+END_REASONS = (c.REASON_EXPIRED, c.REASON_REVOKED, c.REASON_COMPLETED)
+# How many ended grants are remembered, so late watch events cannot bring one back.
+_TOMBSTONES = 10_000
+
+
+class Revoker:
+    def __init__(
+        self,
+        grants: GrantService,
+        status: StatusWriter,
+        observer: Observer,
+        view: ClusterView,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.grants = grants
+        self.status = status
+        self.observer = observer
+        self.view = view
+        self.clock = clock
+        self.expiry = DeadlineScheduler(self._expire, clock)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()
+
+    def in_progress(self, grant_uid: str) -> bool:
+        return grant_uid in self._running
+
+    def has_ended(self, grant_uid: str) -> bool:
+        return grant_uid in self._ended
+
+    def never_live(self, grant_uid: str) -> None:
+        """A grant rolled back at issuance: its deletion is not a revocation to report."""
+        self._remember_end(grant_uid)
+
+    async def stop(self) -> None:
+        await self.expiry.stop()
+        running = list(self._running.values())
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+    def revoke_soon(self, grant: TaskGrant, reason: str, message: str) -> asyncio.Task[None]:
+        """Start (or join) the revocation of one grant; it retries until it succeeds."""
+        uid = grant.metadata.uid
+        task = self._running.get(uid)
+        if task is None or task.done():
+            task = asyncio.create_task(self._until_done(grant, reason, message), name=f"zsp-revoke-{uid}")
+            self._running[uid] = task
+            task.add_done_callback(lambda _t: self._running.pop(uid, None))
+        return task
+
+    async def revoke(self, grant: TaskGrant, reason: str, message: str) -> None:
+        await asyncio.shield(self.revoke_soon(grant, reason, message))
+
+    async def _until_done(self, grant: TaskGrant, reason: str, message: str) -> None:
+        self.expiry.disarm(grant.metadata.uid)
+        delay = 0.1
+        while True:
+            started = self.clock()
+            try:
+                await self._once(grant, reason, message, started)
+                return
+            except KubeError as err:
+                self.observer.error("revoke")
+                log.error(
+                    "revoking %s/%s failed, retrying in %.1fs: %s", grant.namespace, grant.name, delay, err
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _once(self, grant: TaskGrant, reason: str, message: str, started: datetime) -> None:
+        await self.grants.record_end(grant, reason, message)
+        binding_gone = await self.grants.teardown(grant) or self.clock()
+        self.expiry.record_latency((binding_gone - started).total_seconds())
+        lag = (binding_gone - grant.spec.expires_at).total_seconds() if reason == c.REASON_EXPIRED else None
+        status = await self._end_request(grant, reason, message, binding_gone, lag)  # type: ignore[arg-type]
+        await self.grants.delete_grant(grant)
+        await self._forget(grant, reason, message, lag, status)
+
+    async def _expire(self, grant_uid: str) -> None:
+        grant = self.view.grants.get(grant_uid)
+        if grant is not None:
+            await self.revoke(grant, c.REASON_EXPIRED, "the grant's TTL ran out")
+
+    async def grant_deleted(self, body: dict[str, Any]) -> None:
+        """The TaskGrant's finalizer: tear down whatever is left, record the end, let it go."""
+        grant = TaskGrant.model_validate(body)
+        await self.grants.teardown(grant)
+        ready = lifecycle.condition(grant.status.conditions, c.COND_READY)
+        if ready is not None and ready.status == "False" and ready.reason in END_REASONS:
+            reason, message = ready.reason, ready.message
+        else:
+            reason, message = c.REASON_REVOKED, "the TaskGrant was deleted"
+        status = await self._end_request(grant, reason, message, self.clock(), None)  # type: ignore[arg-type]
+        await self._forget(grant, reason, message, None, status)
+
+    async def _end_request(
+        self, grant: TaskGrant, reason: EndReason, message: str, at: datetime, lag: float | None
+    ) -> AccessRequestStatus | None:
+        ref = RequestRef(grant.spec.request.name, grant.namespace, grant.spec.request.uid)
+        return await self.status.transition(ref, Ended(reason, message, at, lag))
+
+    async def _forget(
+        self,
+        grant: TaskGrant,
+        reason: str,
+        message: str,
+        lag: float | None,
+        request_status: AccessRequestStatus | None,
+    ) -> None:
+        """Drop an ended grant from the view and report it, exactly once."""
+        uid = grant.metadata.uid
+        self.view.drop_grant(uid)
+        self.expiry.disarm(uid)
+        if uid in self._ended:
+            return
+        self._remember_end(uid)
+        await self.observer.revoked(
+            grant, reason, message, lag, grant.status.token_credential_id, request_status
+        )
+
+    def _remember_end(self, grant_uid: str) -> None:
+        self._ended[grant_uid] = None
+        while len(self._ended) > _TOMBSTONES:
+            self._ended.popitem(last=False)
