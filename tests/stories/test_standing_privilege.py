@@ -7,24 +7,40 @@ removed and the grant revoked; bindings left by a crash (grant gone, or grant en
 teardown ran) are removed at start and the ended grant's revocation finished; audit mode
 reports an unmanaged binding in an enforced namespace once and deletes nothing; enforce mode
 deletes unmanaged bindings (at start and when made) and spares the allowlist, system bindings,
-the operator's own and live grants'; ClusterRoleBindings are reported, and deleted only with
---enforce-cluster-bindings; a persistence-capable request is denied unless the policy allows
-it, and then flagged in status, grant, audit record, metric and `zsp audit`; `zsp audit` on a
-live cluster tells granted, orphaned and standing bindings apart.
+the operator's own and live grants'; labelling a namespace enforced sweeps it at once; the start
+sweep and the resync alone (no watch) catch bindings; ClusterRoleBindings are reported, and
+deleted only with --enforce-cluster-bindings; a persistence-capable request is denied unless
+the policy allows it, and then flagged in status, grant, audit record, metric and `zsp audit`;
+`zsp audit` on a live cluster tells granted, orphaned and standing bindings apart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from harness import OPERATOR_USER, Operator, can, eventually, running_operator, token_for, wait_for_phase
+from harness import (
+    OPERATOR_USER,
+    Operator,
+    can,
+    eventually,
+    operator_token,
+    running_operator,
+    token_for,
+    wait_for_phase,
+)
 from tiers import Cluster
 from world import World, world
 from zsp_operator.cli.audit import collect
+from zsp_operator.config import Settings, SweepMode
+from zsp_operator.controller import utcnow
 from zsp_operator.core import constants as c
 from zsp_operator.kube import Kube
 from zsp_operator.kube.resources import (
@@ -37,6 +53,9 @@ from zsp_operator.kube.resources import (
     TASK_GRANTS,
     Resource,
 )
+from zsp_operator.observe import AuditLog, Metrics, Observer
+from zsp_operator.sweeper import Sweeper
+from zsp_operator.view import ClusterView
 
 RBAC = "rbac.authorization.k8s.io/v1"
 WITHIN = 1.0  # seconds: the issue's promise for managed bindings and enforce mode
@@ -334,6 +353,45 @@ async def test_cluster_role_bindings_are_reported_and_deleted_only_when_told(clu
                 assert records(op, "standing-binding-removed", name)
         finally:
             await w.admin.delete(CLUSTER_ROLE_BINDINGS, name)
+
+
+async def test_labelling_a_namespace_enforced_sweeps_it_at_once(cluster: Cluster) -> None:
+    async with world(cluster) as w:
+        await pod_reader(w)
+        await w.admin.create(ROLE_BINDINGS, binding("old-habit", w.target, [sa(w.ci, "deployer")]))
+        async with running_operator(cluster, sweep_mode="enforce", sweep_allowlist="zsp-requester-*"):
+            await asyncio.sleep(0.3)
+            assert await w.admin.get(ROLE_BINDINGS, "old-habit", w.target) is not None, "not enforced yet"
+            await enforce(w)
+            elapsed = await seconds_until_gone(w.admin, ROLE_BINDINGS, "old-habit", w.target)
+            assert elapsed < WITHIN, f"removed after {elapsed:.2f}s"
+
+
+@asynccontextmanager
+async def sweeper_alone(cluster: Cluster, **settings: Any) -> AsyncIterator[Sweeper]:
+    """The sweeper without kopf: no watch event ever reaches it, only its own sweeps."""
+    async with await Kube.from_dict(cluster.kubeconfig(await operator_token(cluster))) as kube:
+        observer = Observer(kube, AuditLog(utcnow, io.StringIO()), Metrics(), utcnow)
+        sweeper = Sweeper(kube, observer, Settings(**settings), ClusterView(), lambda *_: None, OPERATOR_USER)
+        await sweeper.start()
+        try:
+            yield sweeper
+        finally:
+            await sweeper.stop()
+
+
+async def test_the_start_sweep_and_the_resync_catch_what_no_watch_reported(cluster: Cluster) -> None:
+    async with world(cluster) as w:
+        await enforce(w)
+        await pod_reader(w)
+        await w.admin.create(ROLE_BINDINGS, binding("before-start", w.target, [sa(w.ci, "deployer")]))
+        settings = {"sweep_mode": SweepMode.ENFORCE, "sweep_allowlist": ["zsp-requester-*"]}
+        async with sweeper_alone(cluster, resync=timedelta(seconds=1), **settings):
+            assert await w.admin.get(ROLE_BINDINGS, "before-start", w.target) is None, "gone at start"
+            await w.admin.create(ROLE_BINDINGS, binding("missed", w.target, [sa(w.ci, "deployer")]))
+            elapsed = await seconds_until_gone(w.admin, ROLE_BINDINGS, "missed", w.target)
+            assert elapsed < 2.0, f"the next resync should have removed it; still there after {elapsed:.2f}s"
+        assert await w.admin.get(ROLE_BINDINGS, "zsp-requester-pipeline", w.target) is not None
 
 
 # --- persistence-capable grants ------------------------------------------------------------------
