@@ -213,8 +213,12 @@ class Sweeper:
     # -- judging and acting -----------------------------------------------------------------
 
     def _enforced(self, namespace: str) -> bool:
-        labels = self._labels.get(namespace) or self.view.namespace_labels.get(namespace) or {}
-        return labels.get(c.LABEL_ENFORCE) == "true"
+        labels = (
+            self._labels[namespace]
+            if namespace in self._labels
+            else self.view.namespace_labels.get(namespace)
+        )
+        return (labels or {}).get(c.LABEL_ENFORCE) == "true"
 
     def _context(self, grants: Mapping[str, TaskGrant], roles: Mapping[RoleKey, Any]) -> SweepContext:
         return SweepContext(
@@ -291,14 +295,12 @@ class Sweeper:
         )
         self._reported.pop(binding.uid, None)
         if verdict.revoke and verdict.grant is not None:
-            self._revoke(verdict)
+            self._revoke(verdict.grant, verdict)
         if removed:
             log.warning("removed %s: %s", binding, verdict.message)
             await self.observer.standing_binding_removed(binding, verdict, self.mode)
 
-    def _revoke(self, verdict: Verdict) -> None:
-        grant = verdict.grant
-        assert grant is not None
+    def _revoke(self, grant: TaskGrant, verdict: Verdict) -> None:
         if verdict.state is State.TAMPERED:
             self.revoke(grant, c.REASON_REVOKED, verdict.message)
             return
