@@ -189,6 +189,12 @@ async def test_one_deny_by_an_eligible_approver_ends_it(cluster: Cluster) -> Non
         assert await w.admin.get(TASK_GRANTS, "doomed", w.target) is None
 
 
+async def _issued_events(w: World, name: str) -> list[dict[str, Any]] | None:
+    """The request's Events once GrantIssued is among them (Events are posted after the status)."""
+    events = await w.admin.list(EVENTS, w.target, field_selector=f"involvedObject.name={name}")
+    return events if any(e["reason"] == c.EVENT_GRANT_ISSUED for e in events) else None
+
+
 def _condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
     return next(cond for cond in body["status"]["conditions"] if cond["type"] == type_)
 
@@ -268,7 +274,6 @@ async def test_break_glass_needs_no_approval_is_capped_and_loud(cluster: Cluster
         records = [r for r in op.audit_records() if r.get("request", {}).get("name") == "incident"]
         assert any(r["event"] == "issued" and r.get("breakGlass") for r in records)
         assert op.controller.observer.metrics.break_glass_grants.labels(w.policy)._value.get() == 1
-        events = await w.admin.list(EVENTS, w.target, field_selector="involvedObject.name=incident")
-        assert events, "break-glass transitions are announced"
+        events = await eventually(lambda: _issued_events(w, "incident"))
         assert {e["type"] for e in events} == {"Warning"}, "every break-glass Event is a Warning"
         assert c.EVENT_GRANT_ISSUED in {e["reason"] for e in events}
