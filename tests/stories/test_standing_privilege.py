@@ -160,9 +160,9 @@ async def test_a_hand_made_binding_with_the_operators_labels_is_removed_within_a
     cluster: Cluster, claim: str
 ) -> None:
     async with world(cluster) as w, running_operator(cluster) as op:
-        await file_request(w, w.request("deploy-1"))
-        await wait_for_phase(w.admin, w.target, "deploy-1", "Active")
-        labels = dict((await live_binding(w, "deploy-1"))["metadata"]["labels"])
+        await file_request(w, w.request("task-1"))
+        await wait_for_phase(w.admin, w.target, "task-1", "Active")
+        labels = dict((await live_binding(w, "task-1"))["metadata"]["labels"])
         if claim == "made-up-grant":
             labels[c.LABEL_GRANT_UID] = "00000000-0000-0000-0000-000000000000"
         await w.admin.create(
@@ -175,12 +175,10 @@ async def test_a_hand_made_binding_with_the_operators_labels_is_removed_within_a
         assert record["state"] == ("forged" if claim == "copied-from-a-live-grant" else "orphaned")
         assert counted(op, "zsp_standing_bindings_removed_total", mode="audit") >= 1
         # The Warning lands where people look: the grant's request, or else the namespace.
-        where, about = (
-            (w.target, "deploy-1") if claim == "copied-from-a-live-grant" else ("default", w.target)
-        )
+        where, about = (w.target, "task-1") if claim == "copied-from-a-live-grant" else ("default", w.target)
         assert await eventually(lambda: warnings(w.admin, where, c.EVENT_STANDING_BINDING_REMOVED, about))
         await asyncio.sleep(0.3)
-        assert (await w.admin.get(ACCESS_REQUESTS, "deploy-1", w.target) or {})["status"][
+        assert (await w.admin.get(ACCESS_REQUESTS, "task-1", w.target) or {})["status"][
             "phase"
         ] == "Active", "the genuine grant is not punished for a copy of its labels"
 
@@ -190,9 +188,9 @@ async def test_a_grants_binding_changed_after_issuance_is_removed_and_the_grant_
     cluster: Cluster, edit: str
 ) -> None:
     async with world(cluster) as w, running_operator(cluster) as op:
-        await file_request(w, w.request("deploy-1"))
-        await wait_for_phase(w.admin, w.target, "deploy-1", "Active")
-        rb = await live_binding(w, "deploy-1")
+        await file_request(w, w.request("task-1"))
+        await wait_for_phase(w.admin, w.target, "task-1", "Active")
+        rb = await live_binding(w, "task-1")
         name = rb["metadata"]["name"]
         if edit == "subject-added":
             subjects = [*rb["subjects"], sa(w.ci, "pipeline")]
@@ -205,7 +203,7 @@ async def test_a_grants_binding_changed_after_issuance_is_removed_and_the_grant_
 
         elapsed = await seconds_until_gone(w.admin, ROLE_BINDINGS, name, w.target)
         assert elapsed < WITHIN, f"removed after {elapsed:.2f}s"
-        revoked = await wait_for_phase(w.admin, w.target, "deploy-1", "Revoked")
+        revoked = await wait_for_phase(w.admin, w.target, "task-1", "Revoked")
         assert "changed after issuance" in revoked["status"]["endReason"]
         (record,) = await eventually(lambda: records(op, "standing-binding-removed", name))
         assert (record["state"], record["grantRevoked"]) == ("tampered", True)
@@ -236,8 +234,8 @@ async def test_bindings_left_by_a_crash_are_removed_at_start(cluster: Cluster, c
             probe = ("get", "pods", "")  # what Role pod-reader lets the deployer do
         else:
             async with running_operator(cluster):
-                await file_request(w, w.request("deploy-1"))
-                await wait_for_phase(w.admin, w.target, "deploy-1", "Active")
+                await file_request(w, w.request("task-1"))
+                await wait_for_phase(w.admin, w.target, "task-1", "Active")
             # The revoker had recorded the end, then the operator died before deleting anything.
             ended = {
                 "type": "Ready",
@@ -247,9 +245,9 @@ async def test_bindings_left_by_a_crash_are_removed_at_start(cluster: Cluster, c
                 "lastTransitionTime": "2026-01-01T00:00:00Z",
             }
             await w.admin.patch(
-                TASK_GRANTS, "deploy-1", {"status": {"conditions": [ended]}}, w.target, status=True
+                TASK_GRANTS, "task-1", {"status": {"conditions": [ended]}}, w.target, status=True
             )
-            name = (await live_binding(w, "deploy-1"))["metadata"]["name"]
+            name = (await live_binding(w, "task-1"))["metadata"]["name"]
             probe = ("patch", "deployments", "apps")  # what the grant's Role lets the deployer do
         deployer = await token_for(w.admin, w.ci, "deployer")
         verb, resource, group = probe
@@ -264,9 +262,9 @@ async def test_bindings_left_by_a_crash_are_removed_at_start(cluster: Cluster, c
                 assert record["state"] == "orphaned"
             else:
                 # The revoker finishes what it started (the sweeper would too, were it first).
-                revoked = await wait_for_phase(w.admin, w.target, "deploy-1", "Revoked")
+                revoked = await wait_for_phase(w.admin, w.target, "task-1", "Revoked")
                 assert revoked["status"]["endReason"] == "revoked by hand before the crash"
-                assert await eventually(lambda: _gone(w.admin, TASK_GRANTS, "deploy-1", w.target))
+                assert await eventually(lambda: _gone(w.admin, TASK_GRANTS, "task-1", w.target))
             assert await eventually(lambda: _refused(w, deployer, verb, resource, group))
 
 
@@ -318,9 +316,9 @@ async def test_enforce_mode_deletes_standing_bindings_and_spares_the_allowlist(c
             elapsed = await seconds_until_gone(w.admin, ROLE_BINDINGS, "after-start", w.target)
             assert elapsed < WITHIN, f"removed after {elapsed:.2f}s"
 
-            await file_request(w, w.request("deploy-1"))  # the right to ask still works
-            await wait_for_phase(w.admin, w.target, "deploy-1", "Active")
-            granted = (await live_binding(w, "deploy-1"))["metadata"]["name"]
+            await file_request(w, w.request("task-1"))  # the right to ask still works
+            await wait_for_phase(w.admin, w.target, "task-1", "Active")
+            granted = (await live_binding(w, "task-1"))["metadata"]["name"]
             await asyncio.sleep(0.5)
             for name in [*spared, "zsp-requester-pipeline", granted]:
                 assert await w.admin.get(ROLE_BINDINGS, name, w.target) is not None, f"{name} was spared"
@@ -408,20 +406,20 @@ async def test_a_persistence_capable_request_needs_the_policys_consent(
 ) -> None:
     policy = {"permissions": [READ_SECRETS], "allowPersistence": allowed}
     async with world(cluster, **policy) as w, running_operator(cluster) as op:
-        await file_request(w, w.request("secrets-1", permission="read-secrets"))
+        await file_request(w, w.request("task-secrets", permission="read-secrets"))
         if not allowed:
-            denied = await wait_for_phase(w.admin, w.target, "secrets-1", "Denied")
+            denied = await wait_for_phase(w.admin, w.target, "task-secrets", "Denied")
             assert "can outlive revocation" in denied["status"]["decision"]["reason"]
             assert "allowPersistence: true" in denied["status"]["decision"]["reason"]
-            assert await w.admin.get(TASK_GRANTS, "secrets-1", w.target) is None
+            assert await w.admin.get(TASK_GRANTS, "task-secrets", w.target) is None
             return
-        active = await wait_for_phase(w.admin, w.target, "secrets-1", "Active")
+        active = await wait_for_phase(w.admin, w.target, "task-secrets", "Active")
         assert active["status"]["persistenceCapable"] is True
-        grant = await w.admin.get(TASK_GRANTS, "secrets-1", w.target)
+        grant = await w.admin.get(TASK_GRANTS, "task-secrets", w.target)
         assert grant is not None
         assert grant["spec"]["persistenceCapable"] is True
         (issued,) = [
-            r for r in op.audit_records() if r["event"] == "issued" and r["request"]["name"] == "secrets-1"
+            r for r in op.audit_records() if r["event"] == "issued" and r["request"]["name"] == "task-secrets"
         ]
         assert issued.get("persistenceCapable") is True
         assert counted(op, "zsp_persistence_capable_grants_total", policy=w.policy) == 1
@@ -433,7 +431,7 @@ async def test_a_persistence_capable_request_needs_the_policys_consent(
         assert deployer.persistence_capable_grant
         assert not deployer.standing, "a grant is not standing privilege, however risky"
         (finding,) = deployer.bindings
-        assert (finding.state.value, finding.grant) == ("granted", f"{w.target}/secrets-1")
+        assert (finding.state.value, finding.grant) == ("granted", f"{w.target}/task-secrets")
 
 
 async def test_zsp_audit_on_a_live_cluster_tells_granted_orphaned_and_standing_apart(
@@ -441,9 +439,9 @@ async def test_zsp_audit_on_a_live_cluster_tells_granted_orphaned_and_standing_a
 ) -> None:
     async with world(cluster) as w:
         async with running_operator(cluster):
-            await file_request(w, w.request("deploy-1"))
-            await wait_for_phase(w.admin, w.target, "deploy-1", "Active")
-        granted = (await live_binding(w, "deploy-1"))["metadata"]["name"]
+            await file_request(w, w.request("task-1"))
+            await wait_for_phase(w.admin, w.target, "task-1", "Active")
+        granted = (await live_binding(w, "task-1"))["metadata"]["name"]
         await pod_reader(w)
         orphan = {c.LABEL_MANAGED_BY: c.OPERATOR_NAME, c.LABEL_GRANT: "gone", c.LABEL_GRANT_UID: "uid-gone"}
         await w.admin.create(
