@@ -154,7 +154,8 @@ KINDS: tuple[Kind, ...] = (
                 "string",
                 "authenticated creator, recorded by the admission webhook",
             ),
-            Column("Expires", ".status.expiresAt", "date", "when the privilege ends"),
+            # A string, not a date: kubectl renders future dates as <invalid>, and expiry is future.
+            Column("Expires", ".status.expiresAt", "string", "when the privilege ends (UTC)"),
             Column("Reason", ".status.decision.reason", "string", "why it was decided so", 1),
             AGE,
         ),
@@ -173,7 +174,7 @@ KINDS: tuple[Kind, ...] = (
         columns=(
             Column("Grantee", ".spec.identity.name", "string", "ServiceAccount holding it"),
             Column("Mode", ".spec.mode", "string", "bind (existing identity) or ephemeral"),
-            Column("Expires", ".spec.expiresAt", "date", "when the operator revokes it"),
+            Column("Expires", ".spec.expiresAt", "string", "when the operator revokes it (UTC)"),
             Column("Request", ".spec.request.name", "string", "the AccessRequest", priority=1),
             Column("Policy", ".spec.policy", "string", "the AccessPolicy that allowed it", 1),
             AGE,
