@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from zsp_operator.core.models import PolicyRule
-from zsp_operator.core.rbac import ALL, Attributes, rule_allows
+from zsp_operator.core.rbac import ALL, Attributes, covers, rule_allows
 from zsp_operator.sim.auth import UserInfo
 from zsp_operator.sim.store import Store
 
@@ -131,54 +131,14 @@ def _breakdown(rule: PolicyRule) -> Iterator[PolicyRule]:
             for resource in rule.resources:
                 names: list[list[str]] = [[name] for name in rule.resource_names] or [[]]
                 for name in names:
-                    yield PolicyRule(verbs=[verb], api_groups=[group], resources=[resource], resource_names=name)
-
-
-def _value_covered(granted: list[str], wanted: str) -> bool:
-    # A wildcard request is only covered by a wildcard grant.
-    return ALL in granted or (wanted != ALL and wanted in granted)
-
-
-def _resource_covered(granted: list[str], wanted: str) -> bool:
-    if _value_covered(granted, wanted):
-        return True
-    resource, _, sub = wanted.partition("/")
-    return bool(sub) and (f"*/{sub}" in granted or f"{resource}/*" in granted)
-
-
-def _url_covered(granted: list[str], wanted: str) -> bool:
-    for url in granted:
-        if url in (ALL, wanted):
-            return True
-        if url.endswith(ALL) and wanted.startswith(url[:-1]):
-            return True
-    return False
-
-
-def _covers(owner: PolicyRule, wanted: PolicyRule) -> bool:
-    if not _value_covered(owner.verbs, wanted.verbs[0]):
-        return False
-    if wanted.non_resource_ur_ls:
-        return _url_covered(owner.non_resource_ur_ls, wanted.non_resource_ur_ls[0])
-    if not owner.resources:
-        return False
-    if not _value_covered(owner.api_groups, wanted.api_groups[0]):
-        return False
-    if not _resource_covered(owner.resources, wanted.resources[0]):
-        return False
-    if not owner.resource_names:
-        return True
-    return bool(wanted.resource_names) and wanted.resource_names[0] in owner.resource_names
+                    yield PolicyRule(
+                        verbs=[verb], api_groups=[group], resources=[resource], resource_names=name
+                    )
 
 
 def uncovered(granted: list[PolicyRule], requested: list[PolicyRule]) -> list[PolicyRule]:
     """The pieces of `requested` that no rule in `granted` covers."""
-    return [
-        piece
-        for rule in requested
-        for piece in _breakdown(rule)
-        if not any(_covers(owner, piece) for owner in granted)
-    ]
+    return [piece for rule in requested for piece in _breakdown(rule) if not covers(granted, piece)]
 
 
 def render_rule(rule: PolicyRule) -> str:
