@@ -227,6 +227,12 @@ async def play(admin: Kube, kubeconfig: Callable[[str | None], dict[str, Any]], 
             dead, "refused", "the delivered token no longer authenticates (its ServiceAccount is gone)"
         )
 
+        # --- a hand-made binding dressed up as the operator's: standing privilege, removed ----
+        await admin.create(ROLE_BINDINGS, _forged_binding())
+        line.say("forged", "someone binds ci/deployer to `edit` by hand, copying the operator's labels")
+        removed = await _until(lambda: _binding_gone(admin, "zsp-handmade"), within=5)
+        line.check(removed, "swept", "the binding is removed: no live grant backs it")
+
         clean = await _until(lambda: _clean(admin))
         line.check(
             clean,
@@ -236,6 +242,21 @@ async def play(admin: Kube, kubeconfig: Callable[[str | None], dict[str, Any]], 
         records = [r for r in audit.getvalue().splitlines() if r.strip()]
         line.say("audit", f"{len(records)} audit records written (JSON lines, no secret material)")
     print(f"\nall {line.steps} steps behaved.", file=out)
+
+
+def _forged_binding() -> dict[str, Any]:
+    labels = {c.LABEL_MANAGED_BY: c.OPERATOR_NAME, c.LABEL_GRANT: "deploy-4711", c.LABEL_GRANT_UID: "made-up"}
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "zsp-handmade", "namespace": TARGET, "labels": labels},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"kind": "ServiceAccount", "namespace": CI, "name": "deployer"}],
+    }
+
+
+async def _binding_gone(kube: Kube, name: str) -> bool:
+    return await kube.get(ROLE_BINDINGS, name, TARGET) is None
 
 
 async def _refused(kubeconfig: dict[str, Any]) -> bool:
