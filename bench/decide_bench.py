@@ -285,9 +285,13 @@ def table(results: Sequence[Result]) -> str:
         lines.append(
             f"| {r.case.policies} | {r.case.grants:,} | {r.case.request} | {r.outcome.value} "
             f"| {len(r.samples_ns)} | {_fmt(r.median_us)} | {_fmt(r.quantile(0.99))} | {_fmt(r.mean_us)} "
-            f"| {1e6 / r.mean_us:,.0f} |"
+            f"| {_rate(1e6 / r.mean_us)} |"
         )
     return "\n".join(lines)
+
+
+def _rate(per_second: float) -> str:
+    return f"{per_second:,.0f}" if per_second >= 10 else f"{per_second:.2g}"
 
 
 def _fmt(micros: float) -> str:
