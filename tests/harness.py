@@ -54,6 +54,15 @@ class Operator:
     def audit_records(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.audit.getvalue().splitlines() if line.strip()]
 
+    def records_for(self, name: str, namespace: str) -> list[dict[str, Any]]:
+        """Audit records about one request (other stories' requests may share its name)."""
+        return [
+            record
+            for record in self.audit_records()
+            if (record.get("request") or {}).get("name") == name
+            and (record.get("request") or {}).get("namespace") == namespace
+        ]
+
 
 @contextlib.asynccontextmanager
 async def running_operator(

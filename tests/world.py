@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from harness import apply
+from harness import apply, token_for
 from tiers import Cluster
 from zsp_operator.core import constants as c
 from zsp_operator.kube import Kube
@@ -64,6 +64,12 @@ class World:
             "metadata": {"name": self.policy},
             "spec": body,
         }
+
+    async def file(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a request with the pipeline's own token, so the webhook records it as requester."""
+        token = await token_for(self.admin, self.ci, "pipeline")
+        async with await Kube.from_dict(self.cluster.kubeconfig(token)) as pipeline:
+            return await pipeline.create(ACCESS_REQUESTS, body)
 
     def request(self, name: str, *, ephemeral: bool = False, **spec: Any) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -60,7 +60,8 @@ class Settings(BaseSettings):
         default=SweepMode.AUDIT, description="unmanaged bindings in enforced namespaces: audit|enforce"
     )
     sweep_allowlist: CommaList = Field(
-        default_factory=list, description="bindings the sweeper never deletes: NAMESPACE/NAME or NAME"
+        default_factory=list,
+        description="bindings the sweeper never deletes: NAMESPACE/NAME or NAME, shell wildcards allowed (zsp-requester-*)",
     )
     enforce_cluster_bindings: bool = Field(
         default=False, description="in enforce mode, also delete unmanaged ClusterRoleBindings"

@@ -368,6 +368,12 @@ class Controller:
     async def grant_deleted(self, body: dict[str, Any]) -> None:
         await self.revoker.grant_deleted(body)
 
+    async def grant_gone(self, body: dict[str, Any]) -> None:
+        """A TaskGrant vanished. Normally its finalizer already finished it; if someone
+        stripped the finalizer, finish it now so nothing it made outlives it."""
+        if not self.revoker.has_ended(body.get("metadata", {}).get("uid", "")):
+            await self.revoker.grant_deleted(body)
+
     # -- drift: policies, namespaces, identities, tasks ------------------------------------
 
     async def recheck(self, predicate: Callable[[TaskGrant], bool]) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from harness import apply, eventually, running_operator, token_for, wait_for_phase
+from harness import apply, eventually, running_operator, wait_for_phase
 from tiers import Cluster
 from world import World, world
 from zsp_operator.core import constants as c
@@ -75,16 +75,10 @@ async def decide_as(w: World, person: str, request: str, verdict: str = "approve
         )
 
 
-async def file_as_pipeline(w: World, body: dict[str, Any]) -> None:
-    token = await token_for(w.admin, w.ci, "pipeline")
-    async with await Kube.from_dict(w.cluster.kubeconfig(token)) as pipeline:
-        await pipeline.create(ACCESS_REQUESTS, body)
-
-
 async def test_two_of_three_approvers_issue_only_after_the_second(cluster: Cluster) -> None:
     async with world(cluster, **approvals(2)) as w, running_operator(cluster):
         await people_may_approve(w, ("Group", "platform-leads"))
-        await file_as_pipeline(w, w.request("needs-two"))
+        await w.file(w.request("needs-two"))
         pending = await wait_for_phase(w.admin, w.target, "needs-two", "Pending")
         assert pending["status"]["decision"]["allowed"] is True
         assert pending["status"]["requester"]["username"] == w.pipeline_user
@@ -114,7 +108,7 @@ async def _approvals_recorded(w: World, name: str, count: int) -> bool:
 async def test_repeating_an_approval_is_refused_with_a_message(cluster: Cluster) -> None:
     async with world(cluster, **approvals(2)) as w, running_operator(cluster):
         await people_may_approve(w, ("Group", "platform-leads"))
-        await file_as_pipeline(w, w.request("twice"))
+        await w.file(w.request("twice"))
         await wait_for_phase(w.admin, w.target, "twice", "Pending")
         await decide_as(w, "alice", "twice")
         with pytest.raises(KubeError) as refused:
@@ -132,10 +126,10 @@ async def test_forged_requester_and_approvals_are_refused(cluster: Cluster) -> N
             )
         }
         with pytest.raises(KubeError) as refused:
-            await file_as_pipeline(w, forged)
+            await w.file(forged)
         assert c.ANNOTATION_APPROVALS in refused.value.message
 
-        await file_as_pipeline(w, w.request("honest"))
+        await w.file(w.request("honest"))
         await wait_for_phase(w.admin, w.target, "honest", "Pending")
         fake = json.dumps([{"username": "alice", "decision": "approve", "at": "2026-01-01T00:00:00Z"}])
         async with await as_person(w, "bob") as bob:
@@ -177,7 +171,7 @@ async def test_self_approval(cluster: Cluster, allow_self: bool) -> None:
 async def test_one_deny_by_an_eligible_approver_ends_it(cluster: Cluster) -> None:
     async with world(cluster, **approvals(2)) as w, running_operator(cluster):
         await people_may_approve(w, ("Group", "platform-leads"))
-        await file_as_pipeline(w, w.request("doomed"))
+        await w.file(w.request("doomed"))
         await wait_for_phase(w.admin, w.target, "doomed", "Pending")
         await decide_as(w, "alice", "doomed")
         await decide_as(w, "bob", "doomed", verdict="deny", comment="not during the freeze")
@@ -202,7 +196,7 @@ def _condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
 async def test_a_non_approver_is_refused(cluster: Cluster) -> None:
     async with world(cluster, **approvals(1)) as w, running_operator(cluster):
         await people_may_approve(w, ("Group", "platform-leads"), ("User", "dave"))
-        await file_as_pipeline(w, w.request("guarded"))
+        await w.file(w.request("guarded"))
         await wait_for_phase(w.admin, w.target, "guarded", "Pending")
         with pytest.raises(KubeError) as refused:
             await decide_as(w, "dave", "guarded")
@@ -212,7 +206,7 @@ async def test_a_non_approver_is_refused(cluster: Cluster) -> None:
 
 async def test_no_quorum_in_time_is_timed_out(cluster: Cluster) -> None:
     async with world(cluster, **approvals(1, timeout="2s")) as w, running_operator(cluster):
-        await file_as_pipeline(w, w.request("slow"))
+        await w.file(w.request("slow"))
         timed_out = await wait_for_phase(w.admin, w.target, "slow", "TimedOut", within=10)
         assert _condition(timed_out, c.COND_DENIED)["reason"] == c.REASON_TIMED_OUT
 
@@ -220,7 +214,7 @@ async def test_no_quorum_in_time_is_timed_out(cluster: Cluster) -> None:
 async def test_approving_an_active_request_is_refused_clearly(cluster: Cluster) -> None:
     async with world(cluster) as w, running_operator(cluster):
         await people_may_approve(w, ("Group", "platform-leads"))
-        await file_as_pipeline(w, w.request("auto"))
+        await w.file(w.request("auto"))
         await wait_for_phase(w.admin, w.target, "auto", "Active")
         with pytest.raises(KubeError) as refused:
             await decide_as(w, "alice", "auto")
@@ -263,15 +257,15 @@ async def test_a_contradictory_policy_is_refused_with_the_field(cluster: Cluster
 async def test_break_glass_needs_no_approval_is_capped_and_loud(cluster: Cluster) -> None:
     spec = {**approvals(2), "breakGlass": True, "maxTTL": "2h", "defaultTTL": "10m"}
     async with world(cluster, **spec) as w, running_operator(cluster, break_glass_max_ttl="30m") as op:
-        await file_as_pipeline(w, w.request("too-long", ttl="45m"))
+        await w.file(w.request("too-long", ttl="45m"))
         denied = await wait_for_phase(w.admin, w.target, "too-long", "Denied")
         assert "break-glass" in denied["status"]["decision"]["reason"]
 
-        await file_as_pipeline(w, w.request("incident", ttl="20m"))
+        await w.file(w.request("incident", ttl="20m"))
         active = await wait_for_phase(w.admin, w.target, "incident", "Active")
         assert active["status"]["breakGlass"] is True
         assert active["status"]["approvals"] == []
-        records = [r for r in op.audit_records() if r.get("request", {}).get("name") == "incident"]
+        records = op.records_for("incident", w.target)
         assert any(r["event"] == "issued" and r.get("breakGlass") for r in records)
         assert op.controller.observer.metrics.break_glass_grants.labels(w.policy)._value.get() == 1
         events = await eventually(lambda: _issued_events(w, "incident"))

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from harness import Operator, apply, eventually, running_operator, token_for, wait_for_phase
+from harness import Operator, apply, eventually, running_operator, wait_for_phase
 from tiers import Cluster
 from world import World, world
 from zsp_operator.core import constants as c
@@ -30,13 +30,6 @@ from zsp_operator.observe.chain import chain_from
 from zsp_operator.observe.metrics import Metrics
 
 CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
-
-
-async def file_request(w: World, body: dict[str, Any]) -> None:
-    """Create the request with the pipeline's own token, so the webhook records it as requester."""
-    token = await token_for(w.admin, w.ci, "pipeline")
-    async with await Kube.from_dict(w.cluster.kubeconfig(token)) as pipeline:
-        await pipeline.create(ACCESS_REQUESTS, body)
 
 
 def jwt_claims(token: str) -> dict[str, Any]:
@@ -70,7 +63,7 @@ async def test_an_ephemeral_grant_can_be_followed_from_request_to_api_server_and
             "lag": value(m, "zsp_revocation_lag_seconds_count"),
             "lag_within_1s": value(m, "zsp_revocation_lag_seconds_bucket", le="1.0"),
         }
-        await file_request(w, w.request("chain-1", ephemeral=True, ttl="3s"))
+        await w.file(w.request("chain-1", ephemeral=True, ttl="3s"))
         active = await wait_for_phase(w.admin, w.target, "chain-1", "Active")
         assert value(m, "zsp_active_grants", mode="ephemeral", **key) == 1
         assert value(m, "zsp_requests_total", decision="allowed", **key) == before["allowed"] + 1
@@ -180,7 +173,7 @@ async def test_an_approvers_denial_is_a_final_denied_record_and_a_warning(cluste
     spec = {"approval": {"required": 1, "approvers": [{"kind": "Group", "name": "platform-leads"}]}}
     async with world(cluster, **spec) as w, running_operator(cluster) as op:
         await may_approve(w)
-        await file_request(w, w.request("chain-2"))
+        await w.file(w.request("chain-2"))
         await wait_for_phase(w.admin, w.target, "chain-2", "Pending")
         async with await Kube.from_dict(cluster.kubeconfig(cluster.user_token("alice"))) as alice:
             patch = {"metadata": {"annotations": {c.ANNOTATION_DENY: "not during the freeze"}}}

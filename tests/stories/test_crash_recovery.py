@@ -25,12 +25,6 @@ from zsp_operator.kube import Kube
 from zsp_operator.kube.resources import ACCESS_POLICIES, ACCESS_REQUESTS, SECRETS, TASK_GRANTS
 
 
-async def file_request(w: World, name: str, *, ephemeral: bool = False, **spec: object) -> None:
-    token = await token_for(w.admin, w.ci, "pipeline")
-    async with await Kube.from_dict(w.cluster.kubeconfig(token)) as pipeline:
-        await pipeline.create(ACCESS_REQUESTS, w.request(name, ephemeral=ephemeral, **spec))
-
-
 @contextlib.asynccontextmanager
 async def crashing_operator(cluster: Cluster, kind: str, verb: str) -> AsyncIterator[FaultyKube]:
     """An operator whose `verb` on `kind` never returns; leaving the block 'kills' it."""
@@ -64,7 +58,7 @@ async def test_a_crash_during_issuance_resumes_and_leaves_nothing_behind(
 ) -> None:
     async with world(cluster) as w:
         async with crashing_operator(cluster, kind, verb) as faulty:
-            await file_request(w, "crash-1", ephemeral=True)
+            await w.file(w.request("crash-1", ephemeral=True))
             await asyncio.wait_for(faulty.tripped.wait(), timeout=15)
         # A new operator takes over what the dead one left.
         async with running_operator(cluster):
@@ -100,7 +94,7 @@ async def test_a_crash_during_revocation_finishes_it_on_restart(
 ) -> None:
     async with world(cluster) as w:
         async with crashing_operator(cluster, kind, verb) as faulty:
-            await file_request(w, "crash-2", ephemeral=True)
+            await w.file(w.request("crash-2", ephemeral=True))
             await wait_for_phase(w.admin, w.target, "crash-2", "Active")
             token = await _delivered_token(w, "crash-2")
             await w.admin.patch(ACCESS_REQUESTS, "crash-2", {"spec": {"done": True}}, w.target)
@@ -121,7 +115,7 @@ async def _grant_gone(w: World, name: str) -> bool:
 async def test_a_policy_deleted_while_the_operator_was_down_revokes_at_start(cluster: Cluster) -> None:
     async with world(cluster) as w:
         async with running_operator(cluster):
-            await file_request(w, "orphaned-by-policy")
+            await w.file(w.request("orphaned-by-policy"))
             await wait_for_phase(w.admin, w.target, "orphaned-by-policy", "Active")
         deployer = await token_for(w.admin, w.ci, "deployer")
         assert await can(cluster, deployer, "patch", "deployments", w.target, group="apps") is True

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 from datetime import datetime
-from typing import Any
 
 import pytest
 import yaml
@@ -45,13 +44,6 @@ from zsp_operator.kube.resources import (
 )
 
 
-async def file_request(w: World, body: dict[str, Any]) -> dict[str, Any]:
-    """Create the request as the pipeline itself, so the webhook records it as requester."""
-    token = await token_for(w.admin, w.ci, "pipeline")
-    async with await Kube.from_dict(w.cluster.kubeconfig(token)) as pipeline:
-        return await pipeline.create(ACCESS_REQUESTS, body)
-
-
 async def deployer_can_patch(w: World, token: str) -> bool | None:
     return await can(w.cluster, token, "patch", "deployments", w.target, group="apps")
 
@@ -65,7 +57,7 @@ async def test_bind_mode_grant_works_until_done(cluster: Cluster) -> None:
         deployer = await token_for(w.admin, w.ci, "deployer")
         assert await deployer_can_patch(w, deployer) is False, "no standing privilege before the request"
 
-        await file_request(w, w.request("deploy-1", ttl="10m"))
+        await w.file(w.request("deploy-1", ttl="10m"))
         active = await wait_for_phase(w.admin, w.target, "deploy-1", "Active")
         status = active["status"]
         assert status["requester"]["username"] == w.pipeline_user
@@ -82,7 +74,7 @@ async def test_bind_mode_grant_works_until_done(cluster: Cluster) -> None:
         assert done["status"]["revokedAt"]
         assert await eventually(lambda: _refused(w, deployer)), "refused once revoked"
         assert await eventually(lambda: _nothing_managed(w)), "every object issued is gone"
-        events = [r["event"] for r in op.audit_records() if r.get("request", {}).get("name") == "deploy-1"]
+        events = [r["event"] for r in op.records_for("deploy-1", w.target)]
         assert events == ["requested", "decided", "issued", "revoked"]
 
 
@@ -96,7 +88,7 @@ async def _refused(w: World, token: str) -> bool:
 
 async def test_ephemeral_grant_delivers_a_kubeconfig_that_dies_at_expiry(cluster: Cluster) -> None:
     async with world(cluster) as w, running_operator(cluster) as op:
-        await file_request(w, w.request("eph-1", ephemeral=True, ttl="4s"))
+        await w.file(w.request("eph-1", ephemeral=True, ttl="4s"))
         active = await wait_for_phase(w.admin, w.target, "eph-1", "Active")
         identity = active["status"]["identity"]
         assert identity["namespace"] == w.target
@@ -141,7 +133,7 @@ async def test_taskref_job_completion_revokes(cluster: Cluster) -> None:
         }
         await w.admin.create(JOBS, job)
         task_ref = {"apiVersion": "batch/v1", "kind": "Job", "namespace": w.ci, "name": "deploy-job"}
-        await file_request(w, w.request("job-1", taskRef=task_ref))
+        await w.file(w.request("job-1", taskRef=task_ref))
         await wait_for_phase(w.admin, w.target, "job-1", "Active")
         now = datetime.now().astimezone().isoformat()
         status = {
@@ -158,7 +150,7 @@ async def test_taskref_job_completion_revokes(cluster: Cluster) -> None:
 async def test_drift_revokes_the_grant(cluster: Cluster, end: str) -> None:
     async with world(cluster) as w, running_operator(cluster):
         deployer = await token_for(w.admin, w.ci, "deployer")
-        await file_request(w, w.request("drift-1"))
+        await w.file(w.request("drift-1"))
         await wait_for_phase(w.admin, w.target, "drift-1", "Active")
         assert await deployer_can_patch(w, deployer) is True
         if end == "request-deleted":
@@ -208,7 +200,7 @@ async def test_a_failure_at_any_issuance_step_leaves_nothing(
         return faulty[0]
 
     async with world(cluster) as w, running_operator(cluster, wrap=wrap):
-        await file_request(w, w.request("fail-1", ephemeral=ephemeral))
+        await w.file(w.request("fail-1", ephemeral=ephemeral))
         failed = await wait_for_phase(w.admin, w.target, "fail-1", "Failed")
         assert faulty[0].tripped.is_set(), "the fault was injected"
         assert "injected failure" in failed["status"]["endReason"]
@@ -226,9 +218,8 @@ async def _nothing_left(w: World) -> bool:
 async def test_restart_revokes_what_expired_and_rearms_the_rest(cluster: Cluster) -> None:
     async with world(cluster) as w:
         async with running_operator(cluster):
-            await file_request(w, w.request("short", ttl="2s"))
-            await file_request(
-                w,
+            await w.file(w.request("short", ttl="2s"))
+            await w.file(
                 w.request(
                     "long",
                     ttl="15s",
@@ -283,7 +274,7 @@ async def test_objects_left_by_a_vanished_grant_are_removed_at_start(cluster: Cl
 
 async def test_a_terminal_request_reapplied_never_grants_again(cluster: Cluster) -> None:
     async with world(cluster) as w, running_operator(cluster) as op:
-        await file_request(w, w.request("once", ttl="2s"))
+        await w.file(w.request("once", ttl="2s"))
         await wait_for_phase(w.admin, w.target, "once", "Active")
         expired = await wait_for_phase(w.admin, w.target, "once", "Expired", within=6)
         # A GitOps controller re-applies the same manifest (an update with no real change),
@@ -297,14 +288,12 @@ async def test_a_terminal_request_reapplied_never_grants_again(cluster: Cluster)
         await asyncio.sleep(1.0)
         assert await phase_of_request(w, "once") == "Expired"
         assert await w.admin.get(TASK_GRANTS, "once", w.target) is None
-        assert [r["event"] for r in op.audit_records() if r.get("request", {}).get("name") == "once"].count(
-            "issued"
-        ) == 1
+        assert [r["event"] for r in op.records_for("once", w.target)].count("issued") == 1
 
 
 async def test_a_request_no_policy_allows_is_denied_with_the_field_named(cluster: Cluster) -> None:
     async with world(cluster) as w, running_operator(cluster):
-        await file_request(w, w.request("nope", permission="delete-everything"))
+        await w.file(w.request("nope", permission="delete-everything"))
         denied = await wait_for_phase(w.admin, w.target, "nope", "Denied")
         reason = denied["status"]["decision"]["reason"]
         assert w.policy in reason, "names the closest policy"
@@ -315,7 +304,7 @@ async def test_a_request_no_policy_allows_is_denied_with_the_field_named(cluster
 async def test_admission_refuses_a_ttl_above_the_named_policys_maximum(cluster: Cluster) -> None:
     async with world(cluster) as w, running_operator(cluster):
         with pytest.raises(KubeError) as refused:
-            await file_request(w, w.request("greedy", ttl="3h", policy=w.policy))
+            await w.file(w.request("greedy", ttl="3h", policy=w.policy))
         assert "spec.ttl" in refused.value.message
         assert "1h" in refused.value.message
 
@@ -327,7 +316,7 @@ async def test_the_requester_is_the_token_that_created_it_not_what_it_says(clust
             c.ANNOTATION_REQUESTER: '{"username": "system:serviceaccount:kube-system:admin"}'
         }
         with pytest.raises(KubeError) as refused:
-            await file_request(w, forged)
+            await w.file(forged)
         assert c.ANNOTATION_REQUESTER in refused.value.message
         # Created as an admin who is not a listed requester: the stamp says so, and it is denied.
         await w.admin.create(ACCESS_REQUESTS, w.request("by-admin"))
@@ -340,5 +329,5 @@ async def test_a_malformed_request_is_refused_by_the_api_with_the_field(cluster:
     async with world(cluster) as w, running_operator(cluster):
         bad = w.request("blank", reason="   ")
         with pytest.raises((Invalid, KubeError)) as refused:
-            await file_request(w, bad)
+            await w.file(bad)
         assert "reason" in refused.value.message

@@ -61,13 +61,6 @@ RBAC = "rbac.authorization.k8s.io/v1"
 WITHIN = 1.0  # seconds: the issue's promise for managed bindings and enforce mode
 
 
-async def file_request(w: World, body: dict[str, Any]) -> dict[str, Any]:
-    """Create the request as the pipeline itself, so the webhook records it as requester."""
-    token = await token_for(w.admin, w.ci, "pipeline")
-    async with await Kube.from_dict(w.cluster.kubeconfig(token)) as pipeline:
-        return await pipeline.create(ACCESS_REQUESTS, body)
-
-
 def binding(
     name: str,
     namespace: str | None,
@@ -160,7 +153,7 @@ async def test_a_hand_made_binding_with_the_operators_labels_is_removed_within_a
     cluster: Cluster, claim: str
 ) -> None:
     async with world(cluster) as w, running_operator(cluster) as op:
-        await file_request(w, w.request("task-1"))
+        await w.file(w.request("task-1"))
         await wait_for_phase(w.admin, w.target, "task-1", "Active")
         labels = dict((await live_binding(w, "task-1"))["metadata"]["labels"])
         if claim == "made-up-grant":
@@ -188,7 +181,7 @@ async def test_a_grants_binding_changed_after_issuance_is_removed_and_the_grant_
     cluster: Cluster, edit: str
 ) -> None:
     async with world(cluster) as w, running_operator(cluster) as op:
-        await file_request(w, w.request("task-1"))
+        await w.file(w.request("task-1"))
         await wait_for_phase(w.admin, w.target, "task-1", "Active")
         rb = await live_binding(w, "task-1")
         name = rb["metadata"]["name"]
@@ -234,7 +227,7 @@ async def test_bindings_left_by_a_crash_are_removed_at_start(cluster: Cluster, c
             probe = ("get", "pods", "")  # what Role pod-reader lets the deployer do
         else:
             async with running_operator(cluster):
-                await file_request(w, w.request("task-1"))
+                await w.file(w.request("task-1"))
                 await wait_for_phase(w.admin, w.target, "task-1", "Active")
             # The revoker had recorded the end, then the operator died before deleting anything.
             ended = {
@@ -316,7 +309,7 @@ async def test_enforce_mode_deletes_standing_bindings_and_spares_the_allowlist(c
             elapsed = await seconds_until_gone(w.admin, ROLE_BINDINGS, "after-start", w.target)
             assert elapsed < WITHIN, f"removed after {elapsed:.2f}s"
 
-            await file_request(w, w.request("task-1"))  # the right to ask still works
+            await w.file(w.request("task-1"))  # the right to ask still works
             await wait_for_phase(w.admin, w.target, "task-1", "Active")
             granted = (await live_binding(w, "task-1"))["metadata"]["name"]
             await asyncio.sleep(0.5)
@@ -406,7 +399,7 @@ async def test_a_persistence_capable_request_needs_the_policys_consent(
 ) -> None:
     policy = {"permissions": [READ_SECRETS], "allowPersistence": allowed}
     async with world(cluster, **policy) as w, running_operator(cluster) as op:
-        await file_request(w, w.request("task-secrets", permission="read-secrets"))
+        await w.file(w.request("task-secrets", permission="read-secrets"))
         if not allowed:
             denied = await wait_for_phase(w.admin, w.target, "task-secrets", "Denied")
             assert "can outlive revocation" in denied["status"]["decision"]["reason"]
@@ -439,7 +432,7 @@ async def test_zsp_audit_on_a_live_cluster_tells_granted_orphaned_and_standing_a
 ) -> None:
     async with world(cluster) as w:
         async with running_operator(cluster):
-            await file_request(w, w.request("task-1"))
+            await w.file(w.request("task-1"))
             await wait_for_phase(w.admin, w.target, "task-1", "Active")
         granted = (await live_binding(w, "task-1"))["metadata"]["name"]
         await pod_reader(w)

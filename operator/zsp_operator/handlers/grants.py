@@ -15,9 +15,11 @@ def _has_task(spec: kopf.Spec, **_: Any) -> bool:
 
 def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.event(*GRANTS, id="track", registry=registry)
-    def track(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    async def track(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
         if event["type"] in ("ADDED", "MODIFIED"):
             controller_of(memo).grant_seen(dict(event["object"]))
+        elif event["type"] == "DELETED":
+            await controller_of(memo).grant_gone(dict(event["object"]))
 
     @kopf.on.delete(*GRANTS, id="teardown", registry=registry)
     @retry_on_api_errors
