@@ -265,6 +265,18 @@ class GrantService:
             if err.status != 404:
                 raise
 
+    async def cut_bindings(self, grant: TaskGrant) -> datetime:
+        """Delete the RoleBindings recorded at issuance, by name and uid, before anything else.
+
+        One call per binding and no list first: when many grants end in the same second, this
+        is what keeps each one's privilege from outliving its expiresAt. `teardown` then
+        finds anything else (by label) in DESIGN order.
+        """
+        for obj in grant.status.objects:
+            if obj.kind == ROLE_BINDINGS.kind:
+                await self.kube.delete(ROLE_BINDINGS, obj.name, obj.namespace, uid=obj.uid or None)
+        return self.clock()
+
     async def teardown(self, grant: TaskGrant) -> datetime | None:
         """Delete every object of the grant in DESIGN order; returns when the binding went.
 

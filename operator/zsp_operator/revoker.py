@@ -1,9 +1,8 @@
 """Revocation: at expiry and on every other end, one task per grant, retried until done.
 
-Order (DESIGN.md): the TaskGrant records why it ends, then the RoleBinding goes (authorisation
-stops within milliseconds), then the ServiceAccount, the Role, the delivery Secret; the
-request records the end, and the TaskGrant is deleted (its finalizer releases it after a
-last teardown). The expiry scheduler fires early by the latency measured here.
+Order (DESIGN.md): the RoleBinding goes first (authorisation stops within milliseconds),
+the TaskGrant records why it ends, then the ServiceAccount, the Role, the delivery Secret;
+the request records the end, and the TaskGrant is deleted (its finalizer releases it). The expiry scheduler fires early by the latency measured here.
 """
 
 from __future__ import annotations
@@ -98,8 +97,11 @@ class Revoker:
                 delay = min(delay * 2, 30.0)
 
     async def _once(self, grant: TaskGrant, reason: str, message: str, started: datetime) -> None:
+        # The binding goes first; a crash right after loses nothing, since every end is
+        # found again at start (expiry, done, drift, a deleted request).
+        cut = await self.grants.cut_bindings(grant)
         await self.grants.record_end(grant, reason, message)
-        binding_gone = await self.grants.teardown(grant) or self.clock()
+        binding_gone = min(cut, await self.grants.teardown(grant) or cut)
         self.expiry.record_latency((binding_gone - started).total_seconds())
         lag = (binding_gone - grant.spec.expires_at).total_seconds() if reason == c.REASON_EXPIRED else None
         status = await self._end_request(grant, reason, message, binding_gone, lag)  # type: ignore[arg-type]
@@ -114,6 +116,8 @@ class Revoker:
     async def grant_deleted(self, body: dict[str, Any]) -> None:
         """The TaskGrant's finalizer: tear down whatever is left, record the end, let it go."""
         grant = TaskGrant.model_validate(body)
+        if grant.metadata.uid in self._ended:
+            return  # the revocation (or the rollback) already tore everything down
         await self.grants.teardown(grant)
         ready = lifecycle.condition(grant.status.conditions, c.COND_READY)
         if ready is not None and ready.status == "False" and ready.reason in END_REASONS:

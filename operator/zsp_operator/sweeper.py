@@ -296,7 +296,10 @@ class Sweeper:
         self._reported.pop(binding.uid, None)
         if verdict.revoke and verdict.grant is not None:
             self._revoke(verdict.grant, verdict)
-        if removed:
+        # A binding whose grant exists but has ended is a revocation in flight, not standing
+        # privilege: it goes all the same, and the revocation reports itself.
+        in_flight = verdict.state is State.ORPHANED and verdict.grant is not None
+        if removed and not in_flight:
             log.warning("removed %s: %s", binding, verdict.message)
             await self.observer.standing_binding_removed(binding, verdict, self.mode)
 
