@@ -69,7 +69,11 @@ class Settings(BaseSettings):
     resync: Duration = Field(default=timedelta(minutes=5), description="full sweep interval")
     audit_file: str | None = Field(default=None, description="also append audit records to this file")
     standalone: bool = Field(default=False, description="run without peering (single replica)")
-    peering: str = Field(default="zsp-operator", description="kopf peering name")
+    peering: str | None = Field(
+        default=None,
+        description="kopf peering name; when set, replicas must coordinate through it (its CRD "
+        "must exist); unset, kopf peers if the default peering exists, else runs standalone",
+    )
     priority: int = Field(default=0, description="kopf peering priority (distinct per replica)")
     webhook_cert_dir: str | None = Field(
         default=None, description="directory with tls.crt and tls.key for the webhook server (in a cluster)"

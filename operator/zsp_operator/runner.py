@@ -85,7 +85,7 @@ async def run_operator(
                 namespaces=namespaces,
                 standalone=settings.standalone,
                 priority=settings.priority,
-                # A peering name makes kopf wait for its peering CRD: only when replicas coordinate.
+                # A named peering makes kopf wait for its peering CRD, so only when asked for.
                 peering_name=None if settings.standalone else settings.peering,
                 liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz"
                 if settings.health_port

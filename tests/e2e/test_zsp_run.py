@@ -52,7 +52,7 @@ def operator_process(tmp_path: Path) -> Iterator[tuple[object, subprocess.Popen[
         health, metrics = free_port(), free_port()
         command = [
             sys.executable, "-m", "zsp_operator", "run",
-            "--kubeconfig", str(kubeconfig), "--dev", "--standalone",
+            "--kubeconfig", str(kubeconfig), "--dev",
             "--health-port", str(health), "--metrics-port", str(metrics), "--webhook-port", str(free_port()),
         ]  # fmt: skip
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
