@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from datetime import datetime
+from typing import Any
 
 import pytest
 import yaml
@@ -34,12 +35,14 @@ from zsp_operator.kube import Invalid, Kube, KubeError
 from zsp_operator.kube.resources import (
     ACCESS_POLICIES,
     ACCESS_REQUESTS,
+    EVENTS,
     JOBS,
     NAMESPACES,
     ROLE_BINDINGS,
     SECRETS,
     SERVICE_ACCOUNTS,
     TASK_GRANTS,
+    VALIDATING_WEBHOOKS,
     Resource,
 )
 
@@ -331,3 +334,26 @@ async def test_a_malformed_request_is_refused_by_the_api_with_the_field(cluster:
         with pytest.raises((Invalid, KubeError)) as refused:
             await w.file(bad)
         assert "reason" in refused.value.message
+
+
+async def test_an_edit_that_slips_past_admission_is_ignored_with_a_warning(cluster: Cluster) -> None:
+    """Defence in depth: with the validating webhook gone, the operator itself ignores the edit."""
+    async with world(cluster) as w, running_operator(cluster):
+        await w.file(w.request("steady", ttl="10m"))
+        active = await wait_for_phase(w.admin, w.target, "steady", "Active")
+        await w.admin.delete(VALIDATING_WEBHOOKS, c.GROUP)
+        await w.admin.patch(
+            ACCESS_REQUESTS, "steady", {"spec": {"ttl": "55m", "permission": "read-only"}}, w.target
+        )
+        events = await eventually(lambda: _events_with_reason(w, "steady", c.EVENT_EDIT_IGNORED))
+        assert events[0]["type"] == "Warning"
+        assert "only spec.done: true may change" in events[0]["message"]
+        after = await w.admin.get(ACCESS_REQUESTS, "steady", w.target)
+        assert after is not None
+        assert after["status"]["phase"] == "Active"
+        assert after["status"]["expiresAt"] == active["status"]["expiresAt"], "the grant keeps its terms"
+
+
+async def _events_with_reason(w: World, name: str, reason: str) -> list[dict[str, Any]]:
+    events = await w.admin.list(EVENTS, w.target, field_selector=f"involvedObject.name={name}")
+    return [e for e in events if e["reason"] == reason]
