@@ -577,46 +577,10 @@ def cel_failures(value: Any, node: dict[str, Any], path: str = "") -> list[tuple
     return failures
 
 
-POLICY: dict[str, Any] = {
-    "apiVersion": "zsp.dev/v1alpha1",
-    "kind": "AccessPolicy",
-    "metadata": {"name": "ci-deployers"},
-    "spec": {
-        "requesters": [
-            {"kind": "ServiceAccount", "namespace": "ci", "name": "pipeline"},
-            {"kind": "Group", "name": "platform-oncall"},
-        ],
-        "grantees": {
-            "serviceAccounts": [{"namespace": "ci", "name": "deployer"}],
-            "ephemeral": {"enabled": True, "deliveryNamespaces": ["ci"]},
-        },
-        "namespaces": {"names": ["payments-staging"], "selector": {"matchLabels": {"team": "x"}}},
-        "permissions": [
-            {
-                "name": "deploy",
-                "rules": [
-                    {
-                        "apiGroups": ["apps"],
-                        "resources": ["deployments"],
-                        "verbs": ["get", "list", "patch", "update"],
-                    }
-                ],
-            },
-            {"name": "read-only", "clusterRole": "view"},
-        ],
-        "defaultTTL": "15m",
-        "maxTTL": "1h",
-        "approval": {
-            "required": 0,
-            "approvers": [{"kind": "Group", "name": "platform-leads"}],
-            "allowSelfApproval": False,
-            "timeout": "30m",
-        },
-        "limits": {"activePerGrantee": 1, "exclusiveEnvironments": True},
-        "allowPersistence": False,
-        "breakGlass": False,
-    },
-}
+# DESIGN.md's example policy, as committed in examples/ (the contract itself).
+POLICY: dict[str, Any] = yaml.safe_load(
+    (REPO / "examples" / "policy-ci-deployers.yaml").read_text(encoding="utf-8")
+)
 
 REQUEST: dict[str, Any] = {
     "apiVersion": "zsp.dev/v1alpha1",

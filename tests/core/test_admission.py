@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from core_factories import POLICY_SPEC
 
 from zsp_operator.core import constants as c
 from zsp_operator.core.admission import (
@@ -31,23 +32,6 @@ PIPELINE = UserInfo(
 )
 ALICE = UserInfo(username="alice", uid="a1", groups=["platform-leads"])
 DAVE = UserInfo(username="dave", uid="d1", groups=["developers"])
-
-POLICY_SPEC: dict[str, Any] = {
-    "requesters": [
-        {"kind": "ServiceAccount", "namespace": "ci", "name": "pipeline"},
-        {"kind": "User", "name": "alice"},
-    ],
-    "grantees": {
-        "serviceAccounts": [{"namespace": "ci", "name": "deployer"}],
-        "ephemeral": {"enabled": True, "deliveryNamespaces": ["ci"]},
-    },
-    "namespaces": {"names": ["pay"]},
-    "permissions": [
-        {"name": "deploy", "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]}]}
-    ],
-    "maxTTL": "1h",
-    "approval": {"required": 1, "approvers": [{"kind": "Group", "name": "platform-leads"}]},
-}
 
 
 def policy(**changes: Any) -> AccessPolicy:
