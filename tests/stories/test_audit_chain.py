@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -46,8 +47,17 @@ def value(metrics: Metrics, name: str, **labels: str) -> float:
     return metrics.registry.get_sample_value(name, labels) or 0.0
 
 
-async def events_of(w: World, name: str) -> list[dict[str, Any]]:
-    return await w.admin.list(EVENTS, w.target, field_selector=f"involvedObject.name={name}")
+async def events_of(
+    w: World, name: str, settled: Callable[[list[dict[str, Any]]], bool]
+) -> list[dict[str, Any]]:
+    """The Events about `name` once `settled` says so: they are posted after the audit line."""
+
+    async def listed() -> list[dict[str, Any]] | None:
+        events = await w.admin.list(EVENTS, w.target, field_selector=f"involvedObject.name={name}")
+        return events if settled(events) else None
+
+    found: list[dict[str, Any]] = await eventually(listed)
+    return found
 
 
 async def test_an_ephemeral_grant_can_be_followed_from_request_to_api_server_and_back(
@@ -139,7 +149,8 @@ async def test_an_ephemeral_grant_can_be_followed_from_request_to_api_server_and
         assert value(m, "zsp_revocation_lag_seconds_bucket", le="1.0") == before["lag_within_1s"] + 1
 
         # Events on the request and on its TaskGrant, specific and Normal for an ordinary grant.
-        events = await events_of(w, "chain-1")
+        # Four on the request, two on its grant.
+        events = await events_of(w, "chain-1", lambda found: len(found) >= 6)
         on_request = sorted(
             (e["reason"], e["type"]) for e in events if e["involvedObject"]["kind"] == c.KIND_REQUEST
         )
@@ -201,7 +212,9 @@ async def test_an_approvers_denial_is_a_final_denied_record_and_a_warning(cluste
         assert conditions["Ready"]["status"] == "False"
         assert conditions["Approved"]["reason"] != c.REASON_PENDING, "no stale 'awaiting approval'"
 
-        events = {(e["reason"], e["type"]) for e in await events_of(w, "chain-2")}
+        last = reasons.DENIAL_RECORDED
+        found = await events_of(w, "chain-2", lambda found: any(e["reason"] == last for e in found))
+        events = {(e["reason"], e["type"]) for e in found}
         assert (reasons.APPROVAL_REQUIRED, "Normal") in events
         assert (reasons.DENIAL_RECORDED, "Warning") in events
         assert [s.event for s in chain_from(denied)] == ["requested", "decided", "denied"]
