@@ -265,9 +265,10 @@ async def test_break_glass_needs_no_approval_is_capped_and_loud(cluster: Cluster
         active = await wait_for_phase(w.admin, w.target, "incident", "Active")
         assert active["status"]["breakGlass"] is True
         assert active["status"]["approvals"] == []
+        # The audit line and the metric come just after the status write, the Events last.
+        events = await eventually(lambda: _issued_events(w, "incident"))
         records = op.records_for("incident", w.target)
         assert any(r["event"] == "issued" and r.get("breakGlass") for r in records)
         assert op.controller.observer.metrics.break_glass_grants.labels(w.policy)._value.get() == 1
-        events = await eventually(lambda: _issued_events(w, "incident"))
         assert {e["type"] for e in events} == {"Warning"}, "every break-glass Event is a Warning"
         assert c.EVENT_GRANT_ISSUED in {e["reason"] for e in events}

@@ -75,7 +75,8 @@ async def test_an_ephemeral_grant_can_be_followed_from_request_to_api_server_and
         }
         await w.file(w.request("chain-1", ephemeral=True, ttl="3s"))
         active = await wait_for_phase(w.admin, w.target, "chain-1", "Active")
-        assert value(m, "zsp_active_grants", mode="ephemeral", **key) == 1
+        # The gauge moves just after the status write the phase poll saw.
+        await eventually(lambda: value(m, "zsp_active_grants", mode="ephemeral", **key) == 1)
         assert value(m, "zsp_requests_total", decision="allowed", **key) == before["allowed"] + 1
 
         secret = await w.admin.get(SECRETS, "chain-1-kubeconfig", w.ci)

@@ -411,9 +411,13 @@ async def test_a_persistence_capable_request_needs_the_policys_consent(
         grant = await w.admin.get(TASK_GRANTS, "task-secrets", w.target)
         assert grant is not None
         assert grant["spec"]["persistenceCapable"] is True
-        (issued,) = [
-            r for r in op.audit_records() if r["event"] == "issued" and r["request"]["name"] == "task-secrets"
-        ]
+        (issued,) = await eventually(
+            lambda: [
+                r
+                for r in op.audit_records()
+                if r["event"] == "issued" and r["request"]["name"] == "task-secrets"
+            ]
+        )
         assert issued.get("persistenceCapable") is True
         assert counted(op, "zsp_persistence_capable_grants_total", policy=w.policy) == 1
 
