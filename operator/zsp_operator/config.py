@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from zsp_operator.core import constants as c
 from zsp_operator.core.models import Duration
 
 
@@ -80,4 +81,35 @@ class Settings(BaseSettings):
     )
     dev: bool = Field(
         default=False, description="serve webhooks on 127.0.0.1 with a self-signed cert and register them"
+    )
+    webhook_service: str | None = Field(
+        default=None,
+        description="NAMESPACE/NAME of the Service the API server calls the webhooks through; the "
+        "operator keeps their certificate in a Secret and its CA in the webhook configurations",
+    )
+    webhook_secret: str | None = Field(
+        default=None,
+        description="Secret (in the Service's namespace) for the webhook certificate; default NAME-tls",
+    )
+    webhook_configuration: str = Field(
+        default=c.OPERATOR_NAME,
+        description="name of the Mutating and ValidatingWebhookConfiguration that get the CA bundle",
+    )
+    leader_elect: bool = Field(
+        default=False,
+        description="elect one active replica through a coordination.k8s.io Lease; the others stand by",
+    )
+    lease_namespace: str | None = Field(
+        default=None, description="namespace of the Lease; default the pod's own, else zsp-system"
+    )
+    lease_name: str = Field(default=c.OPERATOR_NAME, description="name of the Lease")
+    lease_duration: Duration = Field(
+        default=timedelta(seconds=15),
+        description="how long a standby waits before taking over a silent leader",
+    )
+    renew_deadline: Duration = Field(
+        default=timedelta(seconds=10), description="the leader steps down if it cannot renew within this"
+    )
+    retry_period: Duration = Field(
+        default=timedelta(seconds=2), description="how often the Lease is renewed or tried"
     )
