@@ -1,25 +1,34 @@
-"""Certificates for serving HTTPS on loopback: a private CA and a serving certificate it signs.
+"""Certificates for serving HTTPS: a private CA and a serving certificate it signs.
 
-Used by `zsp run --dev` (the webhook server the API server calls), by the in-memory API
-server, and by the real-control-plane test tier. The extensions are the ones strict
-verifiers want (Go's crypto/tls, Python's VERIFY_X509_STRICT): CA basic constraints and key
-usage, key identifiers, serverAuth, SANs; so what works here works against kube-apiserver.
+Used by `zsp run --dev` (the webhook server the API server calls on loopback), by
+`zsp run --webhook-service` (the same, reached through a Service; `webhookcert.py` keeps it
+in a Secret), by the in-memory API server, and by the real-control-plane test tier. The
+extensions are the ones strict verifiers want (Go's crypto/tls, Python's
+VERIFY_X509_STRICT): CA basic constraints and key usage, key identifiers, serverAuth, SANs;
+so what works here works against kube-apiserver.
+
+Everything here is pure: time comes in as `now`, material as bytes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 LOOPBACK = ("127.0.0.1", "localhost")
+CA_CERT, TLS_CERT, TLS_KEY = "ca.crt", "tls.crt", "tls.key"  # keys of a kubernetes.io/tls Secret
+# A stored certificate this close to its end is replaced at start rather than served.
+RENEWAL_MARGIN = dt.timedelta(days=30)
+SERVICE_CERT_VALIDITY = dt.timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -120,3 +129,94 @@ def issue_serving_pki(
         serving_cert=serving_cert.public_bytes(serialization.Encoding.PEM),
         serving_key=pem_key(serving_key),
     )
+
+
+def service_dns_names(namespace: str, name: str, cluster_domain: str = "cluster.local") -> tuple[str, ...]:
+    """The names a Service is reached by; the API server calls webhooks as `name.namespace.svc`."""
+    return (
+        name,
+        f"{name}.{namespace}",
+        f"{name}.{namespace}.svc",
+        f"{name}.{namespace}.svc.{cluster_domain}",
+    )
+
+
+def _certificates(pem: bytes) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(pem)
+
+
+def _signed_by(cert: x509.Certificate, authorities: Sequence[x509.Certificate]) -> bool:
+    for authority in authorities:
+        try:
+            cert.verify_directly_issued_by(authority)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
+
+
+def _dns_names(cert: x509.Certificate) -> set[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {name.lower() for name in san.get_values_for_type(x509.DNSName)}
+
+
+def certificate_problem(
+    material: Mapping[str, bytes],
+    hosts: Sequence[str],
+    now: dt.datetime,
+    margin: dt.timedelta = RENEWAL_MARGIN,
+) -> str | None:
+    """Why stored serving material (ca.crt, tls.crt, tls.key) cannot be served for `hosts`
+    until at least `now + margin`; None when it can.
+
+    The reason is for logs: it never contains key material.
+    """
+    missing = [key for key in (CA_CERT, TLS_CERT, TLS_KEY) if not material.get(key)]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    try:
+        authorities = _certificates(material[CA_CERT])
+    except ValueError:
+        return f"{CA_CERT} is not a PEM certificate"
+    try:
+        cert = x509.load_pem_x509_certificate(material[TLS_CERT])
+    except ValueError:
+        return f"{TLS_CERT} is not a PEM certificate"
+    try:
+        key = serialization.load_pem_private_key(material[TLS_KEY], password=None)
+    except (ValueError, TypeError):
+        return f"{TLS_KEY} is not an unencrypted PEM private key"
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if key.public_key().public_bytes(*spki) != cert.public_key().public_bytes(*spki):
+        return f"{TLS_KEY} does not belong to {TLS_CERT}"
+    uncovered = [host for host in hosts if host.lower() not in _dns_names(cert)]
+    if uncovered:
+        return f"{TLS_CERT} does not cover {', '.join(uncovered)}"
+    if cert.not_valid_before_utc > now:
+        return f"{TLS_CERT} is not valid before {cert.not_valid_before_utc.isoformat()}"
+    issuers = [ca for ca in authorities if ca.not_valid_before_utc <= now < ca.not_valid_after_utc]
+    if not _signed_by(cert, issuers):
+        return f"{TLS_CERT} is not signed by a currently valid certificate of {CA_CERT}"
+    issuer = next(ca for ca in issuers if _signed_by(cert, [ca]))
+    ends = min(cert.not_valid_after_utc, issuer.not_valid_after_utc)
+    if ends - margin <= now:
+        return f"{TLS_CERT} expires at {ends.isoformat()}, within the renewal margin of {margin.days} days"
+    return None
+
+
+def ca_bundle(new_ca: bytes, previous: bytes | None, now: dt.datetime) -> bytes:
+    """The CA certificates to trust: the new one first, then those of `previous` still valid
+    at `now`, so webhook servers still presenting a certificate of the old CA keep answering
+    until they restart."""
+    bundle = [x509.load_pem_x509_certificate(new_ca)]
+    try:
+        older = _certificates(previous) if previous else []
+    except ValueError:
+        older = []  # unreadable: nothing served from it can be trusted anyway
+    for ca in older:
+        if ca not in bundle and ca.not_valid_after_utc > now:
+            bundle.append(ca)
+    return b"".join(ca.public_bytes(serialization.Encoding.PEM) for ca in bundle)
