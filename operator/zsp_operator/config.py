@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from zsp_operator.core import constants as c
@@ -26,6 +27,7 @@ def _split(value: object) -> object:
 
 
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split)]
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 class Settings(BaseSettings):
@@ -113,3 +115,13 @@ class Settings(BaseSettings):
     retry_period: Duration = Field(
         default=timedelta(seconds=2), description="how often the Lease is renewed or tried"
     )
+
+    @field_validator("webhook_service")
+    @classmethod
+    def _service_reference(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        namespace, slash, name = value.partition("/")
+        if not (slash and _DNS_LABEL.fullmatch(namespace) and _DNS_LABEL.fullmatch(name)):
+            raise ValueError("must be NAMESPACE/NAME of a Service, e.g. zsp-system/zsp-operator-webhook")
+        return value

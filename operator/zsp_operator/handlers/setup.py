@@ -12,11 +12,12 @@ import kopf
 from zsp_operator.core import constants as c
 from zsp_operator.handlers.common import controller_of
 from zsp_operator.tls import LOOPBACK, issue_serving_pki
+from zsp_operator.webhookcert import prepare_serving
 
 log = logging.getLogger(__name__)
 
 
-def configure(settings: kopf.OperatorSettings, memo: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: Any) -> None:
     """Our finalizer, our annotation prefix, and where the admission webhooks are served."""
     settings.persistence.finalizer = c.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.KOPF_PREFIX)
@@ -49,9 +50,20 @@ def configure(settings: kopf.OperatorSettings, memo: Any) -> None:
             certfile=str(directory / "tls.crt"),
             pkeyfile=str(directory / "tls.key"),
         )
+    elif ours.webhook_service:
+        # In a cluster without cert-manager: our own certificate, kept in a Secret, its CA
+        # put into the configurations the chart made (pointing at the Service).
+        controller = controller_of(memo)
+        cert, key = await prepare_serving(controller.kube, ours, controller.clock())
+        settings.admission.server = kopf.WebhookServer(
+            addr="0.0.0.0",  # noqa: S104 - the Service routes to the pod's address
+            port=ours.webhook_port,
+            certfile=str(cert),
+            pkeyfile=str(key),
+        )
     else:
         log.warning(
-            "admission webhooks are not served (no --dev, no --webhook-cert-dir): requests "
+            "admission webhooks are not served (no --dev, --webhook-cert-dir or --webhook-service): requests "
             "will be denied for lack of an authenticated requester"
         )
 
@@ -59,7 +71,7 @@ def configure(settings: kopf.OperatorSettings, memo: Any) -> None:
 def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.startup(registry=registry)
     async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
-        configure(settings, memo)
+        await configure(settings, memo)
         await controller_of(memo).start()
 
     @kopf.on.cleanup(registry=registry)
