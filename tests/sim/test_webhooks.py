@@ -198,7 +198,7 @@ async def test_an_unreachable_webhook_fails_closed_or_is_ignored(raw: Raw) -> No
     )
 
 
-async def test_a_service_reference_counts_as_unreachable(raw: Raw) -> None:
+async def test_a_service_reference_to_a_missing_service_fails_the_call(raw: Raw) -> None:
     service = {"service": {"namespace": "default", "name": "hooks", "path": "/"}}
     await raw.ok(
         "POST",
@@ -207,7 +207,10 @@ async def test_a_service_reference_counts_as_unreachable(raw: Raw) -> None:
     )
     status, body = await raw.call("POST", CONFIGMAPS, {"metadata": {"name": "x"}})
     assert status == 500
-    assert 'failed calling webhook "svc.test.zsp.dev"' in body["message"]
+    assert body["message"].endswith(
+        'failed calling webhook "svc.test.zsp.dev": failed to call webhook: '
+        'Post "https://hooks.default.svc:443/": service "hooks" not found'
+    )
 
 
 async def test_status_subresource_rules_match_status_writes_only(raw: Raw, hooks: Hooks) -> None:

@@ -25,9 +25,13 @@ Known approximations (details in the module docstrings):
   runs on cel-python without the Kubernetes libraries (quantity, url, ip, format, ...),
   cost limits or compile-time checks; messages follow 1.30-1.34 servers.
 - One stored copy per custom resource; versions differ only in apiVersion (conversion None).
-- Built-in kinds are not schema-checked (`validation`); Pods, Deployments, Jobs, Services
-  and ReplicaSets print only Name and Age (`printers`).
-- Webhooks (`admission`): no matchConditions, reinvocation or `service` references.
+- Built-in kinds are not schema-checked (`validation`); Pods, Deployments, Jobs, Services,
+  EndpointSlices and ReplicaSets print only Name and Age (`printers`).
+- Webhooks (`admission`): no matchConditions or reinvocation. A `service` reference is
+  resolved to an address of the Service's EndpointSlices (as kube-apiserver does with
+  `--enable-aggregator-routing`; by default it dials the ClusterIP). No controller fills
+  EndpointSlices from Service selectors, and their addresses are not validated: a real
+  server refuses loopback ones, which stories use to reach a webhook on 127.0.0.1.
 - Deletion (`deletion`): no grace periods. Lists (`paging`): `resourceVersion` other than
   an Exact match reads the latest state; watch (`watch`) has no watch-list streaming limits.
 - Discovery (`discovery`): OpenAPI v3 without schemas, no OpenAPI v2; no protobuf anywhere.

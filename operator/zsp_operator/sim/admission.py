@@ -6,9 +6,15 @@ matchPolicy: Equivalent (the default) also matches a request through another ser
 version of the same resource, and the webhook then sees `kind`, `resource` and the
 objects in the version its rule named (`requestKind`/`requestResource` keep the one
 asked for). Not implemented: matchConditions (ignored: every matching webhook is
-called), reinvocationPolicy, parallel calls to validating webhooks. Only `clientConfig.url` is reachable; a
-`service` reference cannot be resolved here and counts as a failed call, so
-`failurePolicy` decides.
+called), reinvocationPolicy, parallel calls to validating webhooks.
+
+A `clientConfig.service` reference (port 443 unless given) is resolved to one ready
+endpoint of the Service's EndpointSlices (label `kubernetes.io/service-name`, the slice
+port named like the Service port with that number), as kube-apiserver does with
+`--enable-aggregator-routing`; by default a real server dials the Service's ClusterIP
+instead, which needs a cluster network the in-memory server does not have. Either way
+the certificate is verified against `caBundle` for the server name `name.namespace.svc`.
+A Service that cannot be resolved counts as a failed call, so `failurePolicy` decides.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import random
 import ssl
 import uuid
 from dataclasses import dataclass, field
@@ -34,6 +41,10 @@ log = logging.getLogger(__name__)
 
 ADMISSION_GROUP = "admissionregistration.k8s.io"
 DEFAULT_TIMEOUT_SECONDS = 10
+DEFAULT_SERVICE_PORT = 443
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+# Service types whose endpoints the API server routes to (ExternalName has none).
+_ROUTED_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 # The API server never sends its own webhook configurations to webhooks (no lock-out).
 _EXEMPT = {"mutatingwebhookconfigurations", "validatingwebhookconfigurations"}
 
@@ -235,17 +246,27 @@ class Admission:
 
     async def _post(self, hook: dict[str, Any], review: dict[str, Any]) -> dict[str, Any]:
         config = hook.get("clientConfig") or {}
-        url = config.get("url")
+        url, target, server_name = config.get("url"), None, None
         if not url:
-            raise WebhookCallError(
-                "failed to call webhook: service references are not reachable from the in-memory API server"
-            )
+            service = config.get("service") or {}
+            server_name = f"{service.get('name')}.{service.get('namespace')}.svc"
+            port = int(service.get("port") or DEFAULT_SERVICE_PORT)
+            url = f"https://{server_name}:{port}{service.get('path') or ''}"
+            try:
+                host, endpoint_port = self.resolve_service(service)
+            except ServiceUnavailable as error:
+                raise WebhookCallError(f'failed to call webhook: Post "{url}": {error}') from error
+            target = f"https://{_host_port(host, endpoint_port)}{service.get('path') or ''}"
         if self._session is None:
             self._session = aiohttp.ClientSession()
         timeout = aiohttp.ClientTimeout(total=hook.get("timeoutSeconds") or DEFAULT_TIMEOUT_SECONDS)
         try:
             async with self._session.post(
-                url, json=review, ssl=_ssl_context(config.get("caBundle")), timeout=timeout
+                target or url,
+                json=review,
+                ssl=_ssl_context(config.get("caBundle")),
+                server_hostname=server_name,
+                timeout=timeout,
             ) as reply:
                 if reply.status != 200:
                     raise WebhookCallError(f"received invalid webhook response: status {reply.status}")
@@ -259,9 +280,58 @@ class Admission:
             raise WebhookCallError("received invalid webhook response: no response")
         return response
 
+    def resolve_service(self, reference: dict[str, Any]) -> tuple[str, int]:
+        """An endpoint (address, port) of the referenced Service, chosen at random.
+
+        Raises:
+            ServiceUnavailable: no such Service or port, or no ready endpoint for it.
+        """
+        namespace, name = reference.get("namespace") or "", reference.get("name") or ""
+        port = int(reference.get("port") or DEFAULT_SERVICE_PORT)
+        service = self._store.get(("", "services"), namespace, name)
+        if service is None:
+            raise ServiceUnavailable(f'service "{name}" not found')
+        spec = service.get("spec") or {}
+        kind = spec.get("type") or "ClusterIP"
+        if kind not in _ROUTED_TYPES:
+            raise ServiceUnavailable(f'unsupported service type "{kind}"')
+        service_port = next((p for p in spec.get("ports") or [] if p.get("port") == port), None)
+        if service_port is None:
+            raise ServiceUnavailable(f'no service port {port} found for service "{name}"')
+        port_name = service_port.get("name") or ""
+        candidates: list[tuple[str, int]] = []
+        for endpoint_slice in self._store.list(("discovery.k8s.io", "endpointslices"), namespace):
+            labels = (endpoint_slice.get("metadata") or {}).get("labels") or {}
+            if labels.get(SERVICE_NAME_LABEL) != name or endpoint_slice.get("addressType") not in (
+                "IPv4",
+                "IPv6",
+            ):
+                continue
+            slice_port = next(
+                (p for p in endpoint_slice.get("ports") or [] if (p.get("name") or "") == port_name), None
+            )
+            if slice_port is None or slice_port.get("port") is None:
+                continue
+            for endpoint in endpoint_slice.get("endpoints") or []:
+                # An unknown readiness counts as ready (EndpointConditions.ready).
+                if (endpoint.get("conditions") or {}).get("ready") is False or not endpoint.get("addresses"):
+                    continue
+                candidates.append((endpoint["addresses"][0], int(slice_port["port"])))
+        if not candidates:
+            raise ServiceUnavailable(f'no endpoints available for service "{name}"')
+        return random.choice(candidates)  # noqa: S311 - spreading load, not security
+
+
+class ServiceUnavailable(Exception):
+    """A webhook's Service has nowhere to send the call."""
+
 
 class WebhookCallError(Exception):
     """The webhook could not be called or answered nonsense."""
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:

@@ -2,7 +2,7 @@
 
 Every cell is sent, the `priority: 1` ones too (kubectl shows those with `-o wide`).
 Kinds without a printer here get Name and Age; on a real server Pods, Deployments,
-ReplicaSets, Jobs and Services have richer printers than that.
+ReplicaSets, Jobs, Services and EndpointSlices have richer printers than that.
 """
 
 from __future__ import annotations

@@ -104,6 +104,7 @@ BUILTINS: tuple[ResourceType, ...] = (
         returns_deleted_object=True,
     ),
     _kind("v1", "events", "Event", short=("ev",)),
+    _kind("discovery.k8s.io/v1", "endpointslices", "EndpointSlice"),
     _kind("events.k8s.io/v1", "events", "Event", short=("ev",)),
     _kind(
         "apps/v1",
