@@ -8,6 +8,7 @@ of authorisation is made with the issued identity's own token, never as admin.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import io
 import json
@@ -29,8 +30,7 @@ from zsp_operator.kube.identity import may_as, request_token, wait_for_webhooks
 from zsp_operator.kube.resources import (
     ACCESS_POLICIES,
     ACCESS_REQUESTS,
-    CLUSTER_ROLE_BINDINGS,
-    CLUSTER_ROLES,
+    BY_KIND,
     NAMESPACES,
     ROLE_BINDINGS,
     ROLES,
@@ -50,6 +50,7 @@ class Operator:
     controller: Controller
     kube: Kube
     audit: io.StringIO
+    task: asyncio.Future[None] | concurrent.futures.Future[None]
 
     def audit_records(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.audit.getvalue().splitlines() if line.strip()]
@@ -64,6 +65,20 @@ class Operator:
         ]
 
 
+def _settings(overrides: dict[str, Any]) -> Settings:
+    """Webhooks on loopback, no fixed ports: many operators may run side by side."""
+    return Settings(
+        **{
+            "dev": True,
+            "webhook_port": 0,
+            "metrics_port": 0,
+            "health_port": 0,
+            "standalone": True,
+            **overrides,
+        }
+    )
+
+
 @contextlib.asynccontextmanager
 async def running_operator(
     cluster: Cluster,
@@ -72,7 +87,7 @@ async def running_operator(
     **overrides: Any,
 ) -> AsyncIterator[Operator]:
     """Start the operator (webhooks included) and stop it cleanly afterwards."""
-    settings = Settings(dev=True, webhook_port=0, metrics_port=0, health_port=0, standalone=True, **overrides)
+    settings = _settings(overrides)
     kube = await Kube.from_dict(cluster.kubeconfig(await operator_token(cluster)))
     if wrap is not None:
         kube = wrap(kube)
@@ -81,13 +96,51 @@ async def running_operator(
     stop = asyncio.Event()
     task = asyncio.create_task(run_operator(settings, controller=controller, stop_flag=stop))
     try:
-        async with await Kube.from_dict(cluster.kubeconfig()) as admin:
-            await _wait_for_webhooks(admin, task)
-        yield Operator(controller, kube, audit)
+        await _wait_for_webhooks(cluster, task)
+        yield Operator(controller, kube, audit, task)
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
         await kube.close()
+
+
+@contextlib.asynccontextmanager
+async def replica(cluster: Cluster, *, ready: bool = True, **overrides: Any) -> AsyncIterator[Operator]:
+    """The operator in a thread and event loop of its own, like one replica of a Deployment.
+
+    Separate loops matter: kopf cancels every task of its loop when it stops, which
+    would take a second operator sharing the loop down with it. `ready=False`
+    returns without waiting for webhooks (a standby serves none). What stopped the
+    replica is raised on the way out.
+    """
+    settings = _settings(overrides)
+    token = await operator_token(cluster)
+    audit = io.StringIO()
+    started: concurrent.futures.Future[tuple[asyncio.AbstractEventLoop, asyncio.Event, Controller, Kube]]
+    started = concurrent.futures.Future()
+
+    async def main() -> None:
+        async with await Kube.from_dict(cluster.kubeconfig(token)) as kube:
+            controller = build_controller(kube, settings, audit_stream=audit)
+            stop = asyncio.Event()
+            started.set_result((asyncio.get_running_loop(), stop, controller, kube))
+            await run_operator(settings, controller=controller, stop_flag=stop)
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="replica") as pool:
+        finished = pool.submit(asyncio.run, main())
+        ended = asyncio.wrap_future(finished)
+        await asyncio.wait({asyncio.wrap_future(started), ended}, return_when="FIRST_COMPLETED")
+        if not started.done():
+            ended.result()  # raises why it could not start
+        loop, stop, controller, kube = started.result()
+        try:
+            if ready:
+                await _wait_for_webhooks(cluster, ended)
+            yield Operator(controller, kube, audit, finished)
+        finally:
+            if not finished.done():
+                loop.call_soon_threadsafe(stop.set)
+            await asyncio.wait_for(ended, timeout=30)
 
 
 OPERATOR_RBAC = Path(__file__).resolve().parent.parent / "deploy" / "operator-rbac.yaml"
@@ -102,21 +155,17 @@ async def operator_token(cluster: Cluster) -> str:
     """
     async with await Kube.from_dict(cluster.kubeconfig()) as admin:
         for doc in yaml.safe_load_all(OPERATOR_RBAC.read_text()):
-            res = {
-                "Namespace": NAMESPACES,
-                "ServiceAccount": SERVICE_ACCOUNTS,
-                "ClusterRole": CLUSTER_ROLES,
-                "ClusterRoleBinding": CLUSTER_ROLE_BINDINGS,
-            }[doc["kind"]]
+            res = BY_KIND[doc["kind"]]
             with contextlib.suppress(AlreadyExists):
                 await admin.create(res, doc)
         return await token_for(admin, "zsp-system", "zsp-operator", seconds=3600)
 
 
-async def _wait_for_webhooks(admin: Kube, task: asyncio.Task[None], within: float = 30) -> None:
+async def _wait_for_webhooks(cluster: Cluster, task: asyncio.Future[None], within: float = 30) -> None:
     """Ready when the webhooks answer; fail at once if the operator stopped instead."""
-    waiting = asyncio.ensure_future(wait_for_webhooks(admin, within))
-    done, _ = await asyncio.wait({waiting, task}, return_when=asyncio.FIRST_COMPLETED)
+    async with await Kube.from_dict(cluster.kubeconfig()) as admin:
+        waiting = asyncio.ensure_future(wait_for_webhooks(admin, within))
+        done, _ = await asyncio.wait({waiting, task}, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
         waiting.cancel()
         task.result()  # raises what stopped the operator

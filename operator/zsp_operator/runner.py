@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
-from collections.abc import AsyncIterator
-from typing import IO, Any
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import IO
 
 import kopf
 from aiohttp import web
@@ -21,33 +21,47 @@ from zsp_operator.config import Settings
 from zsp_operator.controller import Clock, Controller, utcnow
 from zsp_operator.handlers import build_registry
 from zsp_operator.kube import Kube
+from zsp_operator.leader import LeaderElector, LeadershipLost
 from zsp_operator.observe import AuditLog, Metrics, Observer
 
 log = logging.getLogger(__name__)
-StopFlag = asyncio.Event | asyncio.Future[Any] | threading.Event
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @contextlib.asynccontextmanager
-async def metrics_server(metrics: Metrics, port: int) -> AsyncIterator[None]:
-    """Serve /metrics on `port` (0 disables it) for as long as the context lasts."""
+async def serving(port: int, routes: dict[str, Handler]) -> AsyncIterator[None]:
+    """Serve GET `routes` on `port` (0 disables it) for as long as the context lasts."""
     if not port:
         yield
         return
-
-    async def scrape(_: web.Request) -> web.Response:
-        body = generate_latest(metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
     app = web.Application()
-    app.router.add_get("/metrics", scrape)
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "0.0.0.0", port)  # noqa: S104 - scraped from inside the cluster
+    site = web.TCPSite(runner, "0.0.0.0", port)  # noqa: S104 - probed and scraped from inside the cluster
     await site.start()
     try:
         yield
     finally:
         await runner.cleanup()
+
+
+def metrics_server(metrics: Metrics, port: int) -> contextlib.AbstractAsyncContextManager[None]:
+    async def scrape(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return serving(port, {"/metrics": scrape})
+
+
+def standby_health(port: int) -> contextlib.AbstractAsyncContextManager[None]:
+    """A standby is alive while it waits; kopf's own liveness takes the port once we lead."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="standing by\n")
+
+    return serving(port, {"/healthz": healthz})
 
 
 def build_controller(
@@ -67,33 +81,123 @@ async def run_operator(
     *,
     kube: Kube | None = None,
     controller: Controller | None = None,
-    stop_flag: StopFlag | None = None,
-    ready_flag: StopFlag | None = None,
+    stop_flag: asyncio.Event | None = None,
+    ready_flag: asyncio.Event | None = None,
+    elector: LeaderElector | None = None,
 ) -> None:
-    """Run until `stop_flag` is set (or a signal arrives when run from `zsp run`)."""
+    """Run until `stop_flag` is set, or a signal arrives (`zsp run`).
+
+    With leader election, stand by until this replica holds the Lease, then run;
+    raise LeadershipLost if the Lease slips away, so the process exits and restarts
+    as a standby rather than risk two active replicas.
+    """
     owned = kube is None and controller is None
     if controller is None:
         kube = kube or await Kube.connect(settings.kubeconfig, settings.context)
         controller = build_controller(kube, settings)
-    namespaces = settings.namespaces
     try:
         async with metrics_server(controller.observer.metrics, settings.metrics_port):
-            await kopf.operator(
-                registry=build_registry(),
-                memo=kopf.Memo(controller=controller, settings=settings),
-                clusterwide=not namespaces,
-                namespaces=namespaces,
-                standalone=settings.standalone,
-                priority=settings.priority,
-                # A named peering makes kopf wait for its peering CRD, so only when asked for.
-                peering_name=None if settings.standalone else settings.peering,
-                liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz"
-                if settings.health_port
-                else None,
-                stop_flag=stop_flag,
-                ready_flag=ready_flag,
-            )
+            if not settings.leader_elect:
+                await _run_kopf(settings, controller, stop_flag, ready_flag)
+                return
+            elector = elector or LeaderElector.from_settings(controller.kube, settings)
+            stop = stop_flag or asyncio.Event()
+            with _signals_set(stop):
+                async with standby_health(settings.health_port):
+                    if not await _first(elector.acquire(), stop):
+                        return  # told to stop while standing by
+            await _lead(settings, controller, elector, stop, ready_flag)
     finally:
         if owned:
             await controller.kube.close()
 
+
+async def _lead(
+    settings: Settings,
+    controller: Controller,
+    elector: LeaderElector,
+    stop: asyncio.Event,
+    ready_flag: asyncio.Event | None,
+) -> None:
+    """Run kopf while the Lease is ours: stop it when told to, or when the Lease is lost."""
+    halt = asyncio.Event()
+    lost: list[LeadershipLost] = []
+
+    async def keep_lease() -> None:
+        try:
+            await elector.keep()
+        except LeadershipLost as err:
+            log.error("stepping down: %s", err)
+            lost.append(err)
+            halt.set()
+
+    async def relay_stop() -> None:
+        await stop.wait()
+        halt.set()
+
+    helpers = [asyncio.create_task(keep_lease()), asyncio.create_task(relay_stop())]
+    try:
+        await _run_kopf(settings, controller, halt, ready_flag)
+    finally:
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+    if lost:
+        raise lost[0]
+    await elector.release()
+
+
+async def _run_kopf(
+    settings: Settings,
+    controller: Controller,
+    stop_flag: asyncio.Event | None,
+    ready_flag: asyncio.Event | None,
+) -> None:
+    namespaces = settings.namespaces
+    # With a Lease electing the active replica, kopf's own peering would only pause it.
+    standalone = settings.standalone or settings.leader_elect
+    await kopf.operator(
+        registry=build_registry(),
+        memo=kopf.Memo(controller=controller, settings=settings),
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=standalone,
+        priority=settings.priority,
+        # A named peering makes kopf wait for its peering CRD, so only when asked for.
+        peering_name=None if standalone else settings.peering,
+        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+
+
+async def _first(work: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Await `work` unless `stop` is set first; True if the work finished."""
+    working = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    done, pending = await asyncio.wait({working, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    if working in done:
+        working.result()
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def _signals_set(flag: asyncio.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set `flag` while standing by (kopf installs its own once it runs)."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, flag.set)
+            installed.append(sig)
+        except (RuntimeError, ValueError, NotImplementedError):
+            pass  # not the main thread (tests): the caller's stop flag is the way to stop
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

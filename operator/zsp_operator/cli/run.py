@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 
 from pydantic import ValidationError
 
@@ -31,7 +32,7 @@ _FLAGS: tuple[tuple[str, dict[str, object]], ...] = (
     ("peering", {}),
     ("priority", {"type": int}),
 )
-_SWITCHES = ("standalone", "dev", "enforce_cluster_bindings")
+_SWITCHES = ("standalone", "dev", "enforce_cluster_bindings", "leader_elect")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -72,7 +73,13 @@ def run(args: argparse.Namespace) -> int:
         for message in describe(err, "zsp run"):
             print(message)
         return 2
+    from zsp_operator.leader import LeadershipLost
     from zsp_operator.runner import run_operator  # kopf is heavy: only `run` pays for it
 
-    asyncio.run(run_operator(settings))
+    try:
+        asyncio.run(run_operator(settings))
+    except LeadershipLost as err:
+        # Exiting is the safe way down: the pod restarts and stands by for the Lease.
+        print(f"zsp run: stepped down as leader: {err}", file=sys.stderr)
+        return 1
     return 0
