@@ -98,6 +98,9 @@ class Cluster:
     admin_token: str  # user zsp-admin in group system:masters
     kubeconfig_path: Path  # admin kubeconfig file
     has_garbage_collector: bool  # envtest only when kube-controller-manager runs
+    # Webhooks behind a Service reached on 127.0.0.1 through a hand-made EndpointSlice: the
+    # sim resolves endpoints; a real server dials the ClusterIP and refuses loopback endpoints.
+    reaches_services_on_loopback: bool
     _issue_user_token: Callable[[str, Sequence[str]], str] = field(repr=False)
     _ca_file: Path | None = field(default=None, repr=False)
     _user_tokens: dict[str, str] = field(default_factory=dict, repr=False)
@@ -152,6 +155,7 @@ def sim_cluster(crds: list[dict[str, Any]]) -> Iterator[Cluster]:
             admin_token=sim.admin_token,
             kubeconfig_path=Path(kubeconfig),
             has_garbage_collector=bool(getattr(sim, "has_garbage_collector", False)),
+            reaches_services_on_loopback=True,
             _issue_user_token=lambda name, groups: sim.user_token(name, groups=tuple(groups)),
         )
 
@@ -174,6 +178,7 @@ def envtest_cluster(crds: list[dict[str, Any]]) -> Iterator[Cluster]:
             admin_token=plane.admin_token,
             kubeconfig_path=plane.kubeconfig_path,
             has_garbage_collector=plane.has_controller_manager,
+            reaches_services_on_loopback=False,
             _issue_user_token=lambda name, _groups: tokens[name],
             _ca_file=plane.ca_file,
         )

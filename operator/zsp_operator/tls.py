@@ -29,6 +29,7 @@ CA_CERT, TLS_CERT, TLS_KEY = "ca.crt", "tls.crt", "tls.key"  # keys of a kuberne
 # A stored certificate this close to its end is replaced at start rather than served.
 RENEWAL_MARGIN = dt.timedelta(days=30)
 SERVICE_CERT_VALIDITY = dt.timedelta(days=365)
+_MAX_COMMON_NAME = 64
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,11 @@ def issue_serving_pki(
     now = now or dt.datetime.now(dt.UTC)
     not_before = now - dt.timedelta(minutes=5)  # tolerate a little clock skew
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{common_name}-ca")])
+    # X.509 caps a common name at 64 characters; clients match the SANs, not the name.
+    common_name = common_name[:_MAX_COMMON_NAME]
+    ca_name = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, f"{common_name[: _MAX_COMMON_NAME - 3]}-ca")]
+    )
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
     ca_cert = (
         x509.CertificateBuilder()

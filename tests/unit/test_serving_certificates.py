@@ -170,3 +170,10 @@ def test_the_ca_bundle_holds_only_the_new_ca_when_nothing_else_is_trustworthy(
     previous: bytes | None, now: dt.datetime
 ) -> None:
     assert _subjects(ca_bundle(GOOD.ca_cert, previous, now)) == [x509.load_pem_x509_certificate(GOOD.ca_cert)]
+
+
+def test_a_service_in_a_long_namespace_gets_a_certificate_for_all_its_names() -> None:
+    names = service_dns_names("n" * 63, "zsp-operator-webhook")
+    pki = issue_serving_pki(names, common_name=names[2], now=NOW, valid_for=YEAR)
+    assert certificate_problem(_material(pki), names, NOW) is None
+    assert len(x509.load_pem_x509_certificate(pki.ca_cert).subject.rfc4514_string()) <= len("CN=") + 64
