@@ -171,8 +171,12 @@ class Controller:
         if phase is Phase.ACTIVE:
             await self._reconcile_active(request, body)
             return
+        # Deciding and reserving the TaskGrant are serialized, so limits see every grant;
+        # creating the rest of a reserved grant is not, so issuances overlap.
         async with self._decide_lock:
-            await self._decide_and_issue(request)
+            reserved = await self._decide_and_reserve(request)
+        if reserved is not None:
+            await self._complete(*reserved)
 
     async def _reconcile_active(self, request: AccessRequest, body: dict[str, Any]) -> None:
         grant = self._grant_of(request.metadata.uid)
@@ -183,15 +187,15 @@ class Controller:
         if request.status.observed_generation != request.metadata.generation:
             await self._edit_ignored(body, "the request is Active: only spec.done: true may change")
 
-    async def _decide_and_issue(self, request: AccessRequest) -> None:
+    async def _decide_and_reserve(self, request: AccessRequest) -> tuple[AccessRequest, TaskGrant] | None:
         # Re-read under the lock: another handler run may have moved it on.
         fresh = await self.kube.get(ACCESS_REQUESTS, request.name, request.namespace)
         if fresh is None or fresh["metadata"]["uid"] != request.metadata.uid:
-            return
+            return None
         request = AccessRequest.model_validate(fresh)
         phase = lifecycle.phase_of(request.status.conditions)
         if phase not in (Phase.PENDING, Phase.APPROVED):
-            return
+            return None
         # Only the webhook-written annotation counts: status could be written by anyone with status access.
         requester = requester_of(request.metadata.annotations)
         request.status.requester = requester
@@ -204,20 +208,21 @@ class Controller:
                 status = await self.status.transition(request, self._decided_event(decision, requester))
                 await self.observer.decided(request, decision)
                 if status is None:
-                    return
+                    return None
                 request.status = status
             if decision.outcome is Outcome.PENDING:
                 status = await self._tally_approvals(request, decision)
                 if status is None or lifecycle.phase_of(status.conditions) is not Phase.APPROVED:
-                    return
+                    return None
                 request.status = status
             elif decision.outcome is not Outcome.ALLOWED:
-                return
+                return None
         elif decision.outcome is Outcome.DENIED:
             # Approved before a restart, but the policy no longer allows it: never issue.
             await self._fail(request, "decision", f"no longer allowed: {decision.reason}")
-            return
-        await self._issue(request, decision)
+            return None
+        grant = await self._reserve(request, decision)
+        return None if grant is None else (request, grant)
 
     def _decided_event(self, decision: Decision, requester: UserInfo | None) -> Decided:
         return Decided(
@@ -279,12 +284,22 @@ class Controller:
             self.approval_timeouts.disarm(_timeout_key(request.namespace, request.name, request.metadata.uid))
         return status
 
-    async def _issue(self, request: AccessRequest, decision: Decision) -> None:
+    async def _reserve(self, request: AccessRequest, decision: Decision) -> TaskGrant | None:
         try:
-            issued = await self.grants.issue(request, decision)
+            grant = await self.grants.reserve(request, decision)
         except IssueError as err:
-            if err.grant_uid:
-                self.revoker.never_live(err.grant_uid)
+            await self._fail(request, err.step, err.message)
+            return None
+        self.view.put_grant(grant)  # the next decision counts it, even before its watch event
+        return grant
+
+    async def _complete(self, request: AccessRequest, grant: TaskGrant) -> None:
+        try:
+            issued = await self.grants.complete(request, grant)
+        except IssueError as err:
+            # Rolled back: it no longer counts, and its deletion is not a revocation.
+            self.view.drop_grant(grant.metadata.uid)
+            self.revoker.never_live(grant.metadata.uid)
             await self._fail(request, err.step, err.message)
             return
         except KubeError as err:

@@ -110,7 +110,14 @@ class GrantService:
 
     async def issue(self, request: AccessRequest, decision: Decision) -> Issued:
         """Create the grant and everything it needs; on any failure remove it all and raise."""
-        grant = await self._create_grant(request, decision)
+        return await self.complete(request, await self.reserve(request, decision))
+
+    async def reserve(self, request: AccessRequest, decision: Decision) -> TaskGrant:
+        """Create the TaskGrant alone: from here on, limits count it."""
+        return await self._create_grant(request, decision)
+
+    async def complete(self, request: AccessRequest, grant: TaskGrant) -> Issued:
+        """Create what a reserved grant needs; on any failure remove it all and raise."""
         objects: list[CreatedObject] = []
         step = "ServiceAccount"
         try:
