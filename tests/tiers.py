@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
@@ -33,6 +34,10 @@ from kubernetes_asyncio.client.rest import ApiException
 REPO = Path(__file__).resolve().parent.parent
 CRD_DIR = REPO / "crds"
 TIERS = ("sim", "envtest")
+# Parameters for a fixture over both tiers; `-m "not envtest"` leaves the real one out.
+TIER_PARAMS = [
+    pytest.param(tier, id=tier, marks=[pytest.mark.envtest] if tier == "envtest" else []) for tier in TIERS
+]
 
 # The people stories act as. On envtest they are lines of the --token-auth-file (static
 # tokens cannot be added at runtime); on the sim they come from `sim.user_token`.
@@ -276,3 +281,21 @@ __all__ = [
     "sim_cluster",
     "unique_name",
 ]
+
+
+@contextlib.contextmanager
+def tier_cluster(tier: str) -> Iterator[Cluster]:
+    """The cluster of one tier with our CRDs; the envtest tier skips, saying why, without binaries."""
+    import envtest  # imported here: sim-only runs never load the launcher
+
+    crds = load_crds()
+    if tier == "sim":
+        with sim_cluster(crds) as sim:
+            yield sim
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            real = stack.enter_context(envtest_cluster(crds))
+        except envtest.AssetsMissing as missing:
+            pytest.skip(f"envtest tier: {missing}")
+        yield real

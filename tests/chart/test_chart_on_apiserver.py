@@ -13,7 +13,6 @@ Covered:
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -22,27 +21,13 @@ from chartkit import Rendered, render
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
-import envtest
-from tiers import TIERS, Cluster, call_json, envtest_cluster, load_crds, sim_cluster, unique_name
-
-_TIER_PARAMS = [
-    pytest.param(tier, id=tier, marks=[pytest.mark.envtest] if tier == "envtest" else []) for tier in TIERS
-]
+from tiers import TIER_PARAMS, Cluster, call_json, tier_cluster, unique_name
 
 
-@pytest.fixture(scope="module", params=_TIER_PARAMS)
+@pytest.fixture(scope="module", params=TIER_PARAMS)
 def apiserver(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    crds = load_crds()
-    if request.param == "sim":
-        with sim_cluster(crds) as sim:
-            yield sim
-        return
-    with contextlib.ExitStack() as stack:
-        try:
-            real = stack.enter_context(envtest_cluster(crds))
-        except envtest.AssetsMissing as missing:
-            pytest.skip(f"envtest tier: {missing}")
-        yield real
+    with tier_cluster(request.param) as found:
+        yield found
 
 
 @pytest.fixture
