@@ -115,6 +115,11 @@ class Controller:
         await self.recheck(lambda grant: not self.revoker.in_progress(grant.metadata.uid))
         await self.remove_orphans()
 
+    async def start_standby(self) -> None:
+        """What a standby needs to answer admission: who we are, and the policies. Nothing else runs."""
+        self.identity = (await self.kube.whoami()).get("username")
+        self.view.replace_all(await self.kube.list(ACCESS_POLICIES), [], [])
+
     async def stop(self) -> None:
         await self.approval_timeouts.stop()
         await self.revoker.stop()

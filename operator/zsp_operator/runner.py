@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO
 
 import kopf
@@ -19,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zsp_operator.config import Settings
 from zsp_operator.controller import Clock, Controller, utcnow
-from zsp_operator.handlers import build_registry
+from zsp_operator.handlers import build_registry, build_standby_registry
 from zsp_operator.kube import Kube
 from zsp_operator.leader import LeaderElector, LeadershipLost
 from zsp_operator.observe import AuditLog, Metrics, Observer
@@ -53,15 +52,6 @@ def metrics_server(metrics: Metrics, port: int) -> contextlib.AbstractAsyncConte
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return serving(port, {"/metrics": scrape})
-
-
-def standby_health(port: int) -> contextlib.AbstractAsyncContextManager[None]:
-    """A standby is alive while it waits; kopf's own liveness takes the port once we lead."""
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="standing by\n")
-
-    return serving(port, {"/healthz": healthz})
 
 
 def build_controller(
@@ -98,18 +88,48 @@ async def run_operator(
     try:
         async with metrics_server(controller.observer.metrics, settings.metrics_port):
             if not settings.leader_elect:
-                await _run_kopf(settings, controller, stop_flag, ready_flag)
+                await _run_kopf(settings, controller, stop_flag, ready_flag, build_registry())
                 return
             elector = elector or LeaderElector.from_settings(controller.kube, settings)
             stop = stop_flag or asyncio.Event()
-            with _signals_set(stop):
-                async with standby_health(settings.health_port):
-                    if not await _first(elector.acquire(), stop):
-                        return  # told to stop while standing by
-            await _lead(settings, controller, elector, stop, ready_flag)
+            if await _stand_by(settings, controller, elector, stop):
+                await _lead(settings, controller, elector, stop, ready_flag)
     finally:
         if owned:
             await controller.kube.close()
+
+
+async def _stand_by(
+    settings: Settings, controller: Controller, elector: LeaderElector, stop: asyncio.Event
+) -> bool:
+    """Answer admission until this replica holds the Lease; False if stopped first.
+
+    The tasks that wait for the Lease and for `stop` exist before kopf starts: when kopf
+    stops, it cancels every task of the loop started after it.
+    """
+    done_standing_by = asyncio.Event()
+    acquiring = asyncio.create_task(elector.acquire())
+    acquiring.add_done_callback(lambda _: done_standing_by.set())
+    relaying = asyncio.create_task(_relay(stop, done_standing_by))
+    try:
+        await _run_kopf(settings, controller, done_standing_by, None, build_standby_registry())
+    finally:
+        relaying.cancel()
+        if not acquiring.done():
+            acquiring.cancel()  # a signal, or `stop`: no Lease wanted any more
+        await asyncio.gather(acquiring, relaying, return_exceptions=True)
+    if acquiring.cancelled():
+        return False
+    acquiring.result()  # raises what went wrong while waiting
+    if stop.is_set():
+        await elector.release()
+        return False
+    return True
+
+
+async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
 
 
 async def _lead(
@@ -131,13 +151,9 @@ async def _lead(
             lost.append(err)
             halt.set()
 
-    async def relay_stop() -> None:
-        await stop.wait()
-        halt.set()
-
-    helpers = [asyncio.create_task(keep_lease()), asyncio.create_task(relay_stop())]
+    helpers = [asyncio.create_task(keep_lease()), asyncio.create_task(_relay(stop, halt))]
     try:
-        await _run_kopf(settings, controller, halt, ready_flag)
+        await _run_kopf(settings, controller, halt, ready_flag, build_registry())
     finally:
         for task in helpers:
             task.cancel()
@@ -152,12 +168,13 @@ async def _run_kopf(
     controller: Controller,
     stop_flag: asyncio.Event | None,
     ready_flag: asyncio.Event | None,
+    registry: kopf.OperatorRegistry,
 ) -> None:
     namespaces = settings.namespaces
     # With a Lease electing the active replica, kopf's own peering would only pause it.
     standalone = settings.standalone or settings.leader_elect
     await kopf.operator(
-        registry=build_registry(),
+        registry=registry,
         memo=kopf.Memo(controller=controller, settings=settings),
         clusterwide=not namespaces,
         namespaces=namespaces,
@@ -169,35 +186,3 @@ async def _run_kopf(
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )
-
-
-async def _first(work: Awaitable[None], stop: asyncio.Event) -> bool:
-    """Await `work` unless `stop` is set first; True if the work finished."""
-    working = asyncio.ensure_future(work)
-    stopping = asyncio.ensure_future(stop.wait())
-    done, pending = await asyncio.wait({working, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    if working in done:
-        working.result()
-        return True
-    return False
-
-
-@contextlib.contextmanager
-def _signals_set(flag: asyncio.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set `flag` while standing by (kopf installs its own once it runs)."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, flag.set)
-            installed.append(sig)
-        except (RuntimeError, ValueError, NotImplementedError):
-            pass  # not the main thread (tests): the caller's stop flag is the way to stop
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)

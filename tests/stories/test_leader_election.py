@@ -18,7 +18,7 @@ from tiers import Cluster
 from world import World, world
 from zsp_operator.core.lease import LeaseRecord
 from zsp_operator.kube import Kube, NotFound
-from zsp_operator.kube.resources import LEASES
+from zsp_operator.kube.resources import LEASES, MUTATING_WEBHOOKS
 from zsp_operator.leader import LeaderElector, LeadershipLost
 
 NAMESPACE, NAME = "zsp-system", "zsp-operator"
@@ -53,7 +53,11 @@ async def test_one_replica_acts_and_a_standby_takes_over_before_the_grant_expire
         try:
             leader = await holder(w.admin)
             assert leader, "the first replica holds the Lease"
+            served_by_leader = await webhook_urls(w.admin)
             async with replica(cluster, ready=False, **ELECTED) as second:
+                # The standby answers admission too (with --dev it points the webhooks at
+                # itself); only the Lease holder acts on what is admitted.
+                await eventually(lambda: _changed(w.admin, served_by_leader))
                 deployer = await token_for(w.admin, w.ci, "deployer")
                 await w.file(w.request("handover", ttl="6s"))
                 await wait_for_phase(w.admin, w.target, "handover", "Active")
@@ -123,6 +127,16 @@ async def test_two_candidates_racing_for_a_free_lease_never_both_win(cluster: Cl
             for kube in kubes:
                 await kube.close()
             await forget_lease(w.admin)
+
+
+async def webhook_urls(admin: Kube) -> list[str]:
+    body = await admin.get(MUTATING_WEBHOOKS, "zsp.dev")
+    return [hook["clientConfig"].get("url", "") for hook in (body or {}).get("webhooks") or []]
+
+
+async def _changed(admin: Kube, before: list[str]) -> bool:
+    now = await webhook_urls(admin)
+    return bool(now) and now != before
 
 
 async def _held_by_other(admin: Kube, leader: str) -> bool:

@@ -8,13 +8,32 @@ from __future__ import annotations
 
 import kopf
 
-from zsp_operator.handlers import drift, grants, requests, setup, sweep, webhooks
+from zsp_operator.handlers import drift, grants, requests, setup, standby, sweep, webhooks
 
-__all__ = ["build_registry", "drift", "grants", "requests", "setup", "sweep", "webhooks"]
+__all__ = [
+    "build_registry",
+    "build_standby_registry",
+    "drift",
+    "grants",
+    "requests",
+    "setup",
+    "standby",
+    "sweep",
+    "webhooks",
+]
 
 
 def build_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     for module in (setup, requests, grants, drift, webhooks, sweep):
         module.register(registry)
+    return registry
+
+
+def build_standby_registry() -> kopf.OperatorRegistry:
+    """Admission only, so every replica can be Ready behind the webhook Service."""
+    registry = kopf.OperatorRegistry()
+    setup.register(registry, standby=True)
+    webhooks.register(registry)
+    standby.register(registry)
     return registry

@@ -68,11 +68,12 @@ async def configure(settings: kopf.OperatorSettings, memo: Any) -> None:
         )
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
+def register(registry: kopf.OperatorRegistry, *, standby: bool = False) -> None:
     @kopf.on.startup(registry=registry)
     async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         await configure(settings, memo)
-        await controller_of(memo).start()
+        controller = controller_of(memo)
+        await (controller.start_standby() if standby else controller.start())
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: Any, **_: Any) -> None:
