@@ -343,9 +343,9 @@ def test_two_replicas_run_zsp_run_with_leader_election() -> None:
     assert rendered.env["ZSP_LEASE_NAMESPACE"]["valueFrom"] == {
         "fieldRef": {"fieldPath": "metadata.namespace"}
     }
-    # A rollout must not wait for new pods to be Ready: only a leader is, and the old one
-    # holds the Lease until it stops.
-    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == "100%"
+    # A standby is Ready (it answers admission), so a rollout can keep every old pod until a
+    # new one is Ready: the webhooks are never without a pod.
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
 
 
 @pytest.mark.parametrize(
@@ -422,8 +422,7 @@ def test_probes_liveness_on_healthz_readiness_on_the_webhook_port() -> None:
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert ports["health"] == 8081 == int(rendered.env_values["ZSP_HEALTH_PORT"])
-    # Only the leader listens there: a standby is alive but not Ready, so the Services
-    # route webhook calls and scrapes to the leader.
+    # Every replica listens there once it answers admission, leader or standby.
     assert container["readinessProbe"]["tcpSocket"] == {"port": "webhook"}
     assert ports["metrics"] == 8080 == int(rendered.env_values["ZSP_METRICS_PORT"])
 
@@ -531,7 +530,7 @@ def test_service_monitor_scrapes_the_metrics_service() -> None:
 
 
 def test_optional_objects_are_off_by_default() -> None:
-    assert not {"ServiceMonitor", "NetworkPolicy", "PodDisruptionBudget", "ConfigMap"} & set(render().kinds())
+    assert not {"ServiceMonitor", "NetworkPolicy", "ConfigMap"} & set(render().kinds())
 
 
 def test_network_policy_admits_webhook_and_metrics_ports_only() -> None:
@@ -543,6 +542,14 @@ def test_network_policy_admits_webhook_and_metrics_ports_only() -> None:
     assert [r["ports"][0]["port"] for r in rules] == ["webhook", "metrics"]
     assert "from" not in rules[0]
     assert rules[1]["from"] == peers
+
+
+def test_by_default_a_drain_keeps_one_replica_answering_admission() -> None:
+    budget = render().one("PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == 1
+    # One replica alone: a budget could only make drains wait forever.
+    single = render({"replicaCount": 1, "operator": {"leaderElection": {"enabled": False}}})
+    assert "PodDisruptionBudget" not in single.kinds()
 
 
 def test_disruption_budget_selects_the_pods() -> None:
