@@ -97,6 +97,11 @@ class Settings(BaseSettings):
         default=c.OPERATOR_NAME,
         description="name of the Mutating and ValidatingWebhookConfiguration that get the CA bundle",
     )
+    webhook_cert_refresh: Duration = Field(
+        default=timedelta(hours=1),
+        description="how often the webhook certificate is re-read (cert dir) or renewed near expiry "
+        "(webhook service) and swapped in without a restart",
+    )
     leader_elect: bool = Field(
         default=False,
         description="elect one active replica through a coordination.k8s.io Lease; the others stand by",

@@ -14,19 +14,21 @@ idempotent: nothing is written when every webhook already holds it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import logging
 import os
+import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from zsp_operator.config import Settings
 from zsp_operator.core import constants as c
-from zsp_operator.kube import AlreadyExists, Conflict, Invalid, Kube
+from zsp_operator.kube import AlreadyExists, Conflict, Invalid, Kube, KubeError
 from zsp_operator.kube.resources import MUTATING_WEBHOOKS, SECRETS, VALIDATING_WEBHOOKS
 from zsp_operator.tls import (
     CA_CERT,
@@ -227,10 +229,56 @@ async def inject_ca_bundle(kube: Kube, configuration: str, ca_cert: bytes) -> li
     return done
 
 
-async def prepare_serving(kube: Kube, settings: Settings, now: dt.datetime) -> tuple[Path, Path]:
-    """Certificate stored and trusted: returns the certificate and key files to serve."""
+async def prepare_serving(
+    kube: Kube, settings: Settings, now: dt.datetime, directory: Path | None = None
+) -> tuple[Path, Path]:
+    """Certificate stored and trusted: returns the certificate and key files to serve.
+
+    Called again with the same `directory` it renews what is near expiry (or takes what
+    another replica renewed) and rewrites the files there.
+    """
     service = WebhookService.from_settings(settings)
     material = await ensure_certificate(kube, service, now)
-    cert, key = material.write(Path(tempfile.mkdtemp(prefix="zsp-webhook-")))  # mode 0700
+    cert, key = material.write(directory or Path(tempfile.mkdtemp(prefix="zsp-webhook-")))  # mode 0700
     await inject_ca_bundle(kube, service.configuration, material.ca_cert)
     return cert, key
+
+
+class ReloadableContext:
+    """The webhook server's TLS context, its certificate swappable while the server runs.
+
+    A certificate loaded into the context again serves every connection made after it, so a
+    renewal (ours, or cert-manager's rewrite of the mounted Secret) needs no restart.
+    """
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        self.cert, self.key = cert, key
+        self.context = ssl.create_default_context(purpose=ssl.Purpose.CLIENT_AUTH)
+        self._loaded = b""
+        self.reload()
+
+    def reload(self) -> bool:
+        """Load the files if they changed; True if the served certificate is new.
+
+        The pair is read once and tried on a scratch context first: a key that does not
+        match (files caught mid-rewrite) raises and leaves the served certificate alone.
+        """
+        cert, key = self.cert.read_bytes(), self.key.read_bytes()
+        if cert + key == self._loaded:
+            return False
+        with tempfile.TemporaryDirectory(prefix="zsp-webhook-") as scratch:  # mode 0700
+            pair = ServingMaterial(b"", cert, key).write(Path(scratch))
+            ssl.create_default_context(purpose=ssl.Purpose.CLIENT_AUTH).load_cert_chain(*pair)
+            self.context.load_cert_chain(*pair)
+        self._loaded = cert + key
+        return True
+
+
+async def refresh_forever(refresh: Callable[[], Awaitable[object]], every: dt.timedelta) -> None:
+    """Run `refresh` every `every`; a failure is logged and tried again next time."""
+    while True:
+        await asyncio.sleep(every.total_seconds())
+        try:
+            await refresh()
+        except (KubeError, OSError, ValueError, RuntimeError) as error:  # ssl.SSLError is an OSError
+            log.warning("webhook certificate not refreshed (trying again in %s): %s", every, error)

@@ -29,13 +29,14 @@ import io
 import json
 import logging
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from cryptography import x509
 
-from harness import operator_token
+from harness import eventually, operator_token
 from tiers import Cluster
 from world import world
 from zsp_operator.config import Settings
@@ -156,7 +157,9 @@ async def installed(cluster: Cluster, namespace: str, port: int) -> AsyncIterato
 
 
 @contextlib.asynccontextmanager
-async def serving_operator(cluster: Cluster, namespace: str, port: int) -> AsyncIterator[None]:
+async def serving_operator(
+    cluster: Cluster, namespace: str, port: int, **overrides: Any
+) -> AsyncIterator[None]:
     """The operator with `--webhook-service`, ready once the webhooks answer through it."""
     settings = Settings(
         webhook_service=f"{namespace}/{SERVICE}",
@@ -164,6 +167,7 @@ async def serving_operator(cluster: Cluster, namespace: str, port: int) -> Async
         metrics_port=0,
         health_port=0,
         standalone=True,
+        **overrides,
     )
     kube = await Kube.from_dict(cluster.kubeconfig(await operator_token(cluster)))
     controller = build_controller(kube, settings, audit_stream=io.StringIO())
@@ -263,6 +267,57 @@ async def test_the_operator_issues_reuses_and_renews_its_webhook_certificate(
         assert set(await trusted_cas(admin)) == {renewed[CA_CERT]}
         for request in await admin.list(ACCESS_REQUESTS, w.target):
             assert request["metadata"]["annotations"][c.ANNOTATION_REQUESTER]
+
+
+async def served_certificate(port: int) -> bytes:
+    """The certificate the webhook port presents now, as PEM (trust is not the question here)."""
+    client = ssl.create_default_context()
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    finally:
+        writer.close()
+    return ssl.DER_cert_to_PEM_cert(der).encode()
+
+
+async def test_a_certificate_nearing_expiry_is_renewed_and_served_without_a_restart(
+    reachable: Cluster, namespace: str
+) -> None:
+    port = free_port()
+    names = service_dns_names(namespace, SERVICE)
+    secret_name = f"{SERVICE}-tls"
+    pending = {"approval": {"required": 1, "approvers": [{"kind": "Group", "name": "platform-leads"}]}}
+    async with (
+        world(reachable, **pending) as w,
+        installed(reachable, namespace, port) as admin,
+        serving_operator(reachable, namespace, port, webhook_cert_refresh="1s"),
+    ):
+        first = material_of(await admin.get(SECRETS, secret_name, namespace))
+        assert certificate(await served_certificate(port)) == certificate(first[TLS_CERT])
+
+        # Ten days left: inside the renewal margin. The operator, still running, renews it,
+        # serves the new one, and the API server trusts it.
+        expiring = issue_serving_pki(names, common_name=names[2], valid_for=dt.timedelta(days=10))
+        stale = {CA_CERT: expiring.ca_cert, TLS_CERT: expiring.serving_cert, "tls.key": expiring.serving_key}
+        current = await admin.get(SECRETS, secret_name, namespace)
+        assert current is not None
+        data = {key: base64.b64encode(value).decode() for key, value in stale.items()}
+        await admin.replace(SECRETS, {**current, "data": data})
+
+        async def renewed() -> dict[str, bytes] | None:
+            stored = material_of(await admin.get(SECRETS, secret_name, namespace))
+            return stored if stored[TLS_CERT] not in (first[TLS_CERT], expiring.serving_cert) else None
+
+        fresh = await eventually(renewed, within=15)
+        await eventually(lambda: _serves(port, fresh[TLS_CERT]), within=15)
+        assert set(await trusted_cas(admin)) == {fresh[CA_CERT]}
+        assert (await file_request(w, "after-live-renewal"))["username"] == w.pipeline_user
+
+
+async def _serves(port: int, pem: bytes) -> bool:
+    return certificate(await served_certificate(port)) == certificate(pem)
 
 
 class Lockstep(Kube):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,7 @@ import kopf
 from zsp_operator.core import constants as c
 from zsp_operator.handlers.common import controller_of
 from zsp_operator.tls import LOOPBACK, issue_serving_pki
-from zsp_operator.webhookcert import prepare_serving
+from zsp_operator.webhookcert import ReloadableContext, prepare_serving, refresh_forever
 
 log = logging.getLogger(__name__)
 
@@ -42,30 +45,60 @@ async def configure(settings: kopf.OperatorSettings, memo: Any) -> None:
         )
         settings.admission.managed = c.GROUP
     elif ours.webhook_cert_dir:
-        # In a cluster the chart owns the configurations (pointing at the Service).
+        # In a cluster the chart owns the configurations (pointing at the Service), and
+        # cert-manager rewrites the mounted files when it renews: re-read them now and then.
         directory = Path(ours.webhook_cert_dir)
-        settings.admission.server = kopf.WebhookServer(
-            addr="0.0.0.0",  # noqa: S104 - the Service routes to the pod's address
-            port=ours.webhook_port,
-            certfile=str(directory / "tls.crt"),
-            pkeyfile=str(directory / "tls.key"),
-        )
+        tls = ReloadableContext(directory / "tls.crt", directory / "tls.key")
+        settings.admission.server = _cluster_server(tls, ours.webhook_port)
+        _keep_fresh(memo, tls, None, ours.webhook_cert_refresh)
     elif ours.webhook_service:
         # In a cluster without cert-manager: our own certificate, kept in a Secret, its CA
         # put into the configurations the chart made (pointing at the Service).
         controller = controller_of(memo)
         cert, key = await prepare_serving(controller.kube, ours, controller.clock())
-        settings.admission.server = kopf.WebhookServer(
-            addr="0.0.0.0",  # noqa: S104 - the Service routes to the pod's address
-            port=ours.webhook_port,
-            certfile=str(cert),
-            pkeyfile=str(key),
-        )
+        tls = ReloadableContext(cert, key)
+        settings.admission.server = _cluster_server(tls, ours.webhook_port)
+
+        async def renew() -> None:
+            await prepare_serving(controller.kube, ours, controller.clock(), cert.parent)
+
+        _keep_fresh(memo, tls, renew, ours.webhook_cert_refresh)
     else:
         log.warning(
             "admission webhooks are not served (no --dev, --webhook-cert-dir or --webhook-service): requests "
             "will be denied for lack of an authenticated requester"
         )
+
+
+def _cluster_server(tls: ReloadableContext, port: int) -> kopf.WebhookServer:
+    return kopf.WebhookServer(
+        addr="0.0.0.0",  # noqa: S104 - the Service routes to the pod's address
+        port=port,
+        context=tls.context,  # ours, so a renewed certificate can be loaded into it
+        certfile=str(tls.cert),
+        pkeyfile=str(tls.key),
+    )
+
+
+def _keep_fresh(
+    memo: Any, tls: ReloadableContext, renew: Callable[[], Awaitable[None]] | None, every: timedelta
+) -> None:
+    """Renew (when we own the certificate) and reload it now and then, until cleanup."""
+
+    async def refresh() -> None:
+        if renew is not None:
+            await renew()
+        if tls.reload():
+            log.info("webhook certificate reloaded from %s", tls.cert)
+
+    memo.certificate_refresh = asyncio.create_task(refresh_forever(refresh, every))
+
+
+async def _stop_refreshing(memo: Any) -> None:
+    task: asyncio.Task[None] | None = getattr(memo, "certificate_refresh", None)
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def register(registry: kopf.OperatorRegistry, *, standby: bool = False) -> None:
@@ -77,6 +110,7 @@ def register(registry: kopf.OperatorRegistry, *, standby: bool = False) -> None:
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: Any, **_: Any) -> None:
+        await _stop_refreshing(memo)
         await controller_of(memo).stop()
 
     @kopf.on.login(registry=registry)
