@@ -51,13 +51,25 @@ from zsp_operator.kube.resources import (
     Resource,
 )
 from zsp_operator.runner import build_controller, run_operator
-from zsp_operator.tls import CA_CERT, TLS_CERT, certificate_problem, issue_serving_pki, service_dns_names
+from zsp_operator.tls import (
+    CA_CERT,
+    TLS_CERT,
+    TLS_KEY,
+    ServingPki,
+    certificate_problem,
+    issue_serving_pki,
+    service_dns_names,
+)
 from zsp_operator.webhookcert import WebhookService, ensure_certificate, inject_ca_bundle, material_of
 
 SERVICES = Resource("", "v1", "services", "Service")
 ENDPOINT_SLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
 SERVICE = "zsp-operator-webhook"
 CONFIGURATION = "zsp-operator"  # the default of --webhook-configuration, named in the RBAC
+SECRET = f"{SERVICE}-tls"  # the default of --webhook-secret
+# Approval is required and nobody approves: requests stay Pending, nothing is issued that a
+# stopped operator would leave behind.
+PENDING = {"approval": {"required": 1, "approvers": [{"kind": "Group", "name": "platform-leads"}]}}
 ADMISSION_API = "admissionregistration.k8s.io/v1"
 OPERATIONS = ["CREATE", "UPDATE"]
 # (kind, handler id, plural): the webhooks handlers/webhooks.py registers with kopf; kopf
@@ -215,6 +227,18 @@ async def trusted_cas_missing(admin: Kube) -> bool:
     return all(bundle is None for hooks in found for bundle in hooks) and all(found)
 
 
+async def store_expiring(admin: Kube, namespace: str) -> ServingPki:
+    """Put a certificate with ten days left, inside the renewal margin, into the Secret."""
+    names = service_dns_names(namespace, SERVICE)
+    expiring = issue_serving_pki(names, common_name=names[2], valid_for=dt.timedelta(days=10))
+    stale = {CA_CERT: expiring.ca_cert, TLS_CERT: expiring.serving_cert, TLS_KEY: expiring.serving_key}
+    current = await admin.get(SECRETS, SECRET, namespace)
+    assert current is not None
+    data = {key: base64.b64encode(value).decode() for key, value in stale.items()}
+    await admin.replace(SECRETS, {**current, "data": data})
+    return expiring
+
+
 async def file_request(w: Any, name: str) -> dict[str, Any]:
     created = await w.file(w.request(name))
     annotations = created["metadata"].get("annotations") or {}
@@ -228,17 +252,13 @@ async def test_the_operator_issues_reuses_and_renews_its_webhook_certificate(
 ) -> None:
     port = free_port()
     names = service_dns_names(namespace, SERVICE)
-    secret_name = f"{SERVICE}-tls"
-    # Approval is required and nobody approves: requests stay Pending, nothing is issued
-    # that a stopped operator would leave behind.
-    pending = {"approval": {"required": 1, "approvers": [{"kind": "Group", "name": "platform-leads"}]}}
-    async with world(reachable, **pending) as w, installed(reachable, namespace, port) as admin:
+    async with world(reachable, **PENDING) as w, installed(reachable, namespace, port) as admin:
         assert await trusted_cas_missing(admin), "the chart's configurations start without caBundle"
 
         async with serving_operator(reachable, namespace, port):
             requester = await file_request(w, "through-the-service")
             assert requester["username"] == w.pipeline_user
-        secret = await admin.get(SECRETS, secret_name, namespace)
+        secret = await admin.get(SECRETS, SECRET, namespace)
         assert secret is not None
         assert secret["type"] == "kubernetes.io/tls"
         first = material_of(secret)
@@ -247,18 +267,15 @@ async def test_the_operator_issues_reuses_and_renews_its_webhook_certificate(
 
         async with serving_operator(reachable, namespace, port):
             await file_request(w, "after-a-restart")
-        again = await admin.get(SECRETS, secret_name, namespace)
+        again = await admin.get(SECRETS, SECRET, namespace)
         assert again is not None
         assert again["metadata"]["resourceVersion"] == secret["metadata"]["resourceVersion"], "rewritten"
         assert material_of(again) == first
 
-        expiring = issue_serving_pki(names, common_name=names[2], valid_for=dt.timedelta(days=10))
-        stale = {CA_CERT: expiring.ca_cert, TLS_CERT: expiring.serving_cert, "tls.key": expiring.serving_key}
-        data = {key: base64.b64encode(value).decode() for key, value in stale.items()}
-        await admin.replace(SECRETS, {**again, "data": data})
+        expiring = await store_expiring(admin, namespace)
         async with serving_operator(reachable, namespace, port):
             await file_request(w, "after-renewal")
-        renewed = material_of(await admin.get(SECRETS, secret_name, namespace))
+        renewed = material_of(await admin.get(SECRETS, SECRET, namespace))
         assert renewed[TLS_CERT] != expiring.serving_cert
         served = certificate(renewed[TLS_CERT])
         assert served.not_valid_after_utc - dt.datetime.now(dt.UTC) > dt.timedelta(days=300)
@@ -286,28 +303,20 @@ async def test_a_certificate_nearing_expiry_is_renewed_and_served_without_a_rest
     reachable: Cluster, namespace: str
 ) -> None:
     port = free_port()
-    names = service_dns_names(namespace, SERVICE)
-    secret_name = f"{SERVICE}-tls"
-    pending = {"approval": {"required": 1, "approvers": [{"kind": "Group", "name": "platform-leads"}]}}
     async with (
-        world(reachable, **pending) as w,
+        world(reachable, **PENDING) as w,
         installed(reachable, namespace, port) as admin,
         serving_operator(reachable, namespace, port, webhook_cert_refresh="1s"),
     ):
-        first = material_of(await admin.get(SECRETS, secret_name, namespace))
+        first = material_of(await admin.get(SECRETS, SECRET, namespace))
         assert certificate(await served_certificate(port)) == certificate(first[TLS_CERT])
 
         # Ten days left: inside the renewal margin. The operator, still running, renews it,
         # serves the new one, and the API server trusts it.
-        expiring = issue_serving_pki(names, common_name=names[2], valid_for=dt.timedelta(days=10))
-        stale = {CA_CERT: expiring.ca_cert, TLS_CERT: expiring.serving_cert, "tls.key": expiring.serving_key}
-        current = await admin.get(SECRETS, secret_name, namespace)
-        assert current is not None
-        data = {key: base64.b64encode(value).decode() for key, value in stale.items()}
-        await admin.replace(SECRETS, {**current, "data": data})
+        expiring = await store_expiring(admin, namespace)
 
         async def renewed() -> dict[str, bytes] | None:
-            stored = material_of(await admin.get(SECRETS, secret_name, namespace))
+            stored = material_of(await admin.get(SECRETS, SECRET, namespace))
             return stored if stored[TLS_CERT] not in (first[TLS_CERT], expiring.serving_cert) else None
 
         fresh = await eventually(renewed, within=15)
