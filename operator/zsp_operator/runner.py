@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO
 
@@ -92,6 +93,7 @@ async def run_operator(
                 return
             elector = elector or LeaderElector.from_settings(controller.kube, settings)
             stop = stop_flag or asyncio.Event()
+            _signals_set(stop)
             if await _stand_by(settings, controller, elector, stop):
                 await _lead(settings, controller, elector, stop, ready_flag)
     finally:
@@ -112,7 +114,9 @@ async def _stand_by(
     acquiring.add_done_callback(lambda _: done_standing_by.set())
     relaying = asyncio.create_task(_relay(stop, done_standing_by))
     try:
-        await _run_kopf(settings, controller, done_standing_by, None, build_standby_registry())
+        await _run_kopf(
+            settings, controller, done_standing_by, None, _taking_signals(build_standby_registry(), stop)
+        )
     finally:
         relaying.cancel()
         if not acquiring.done():
@@ -153,7 +157,7 @@ async def _lead(
 
     helpers = [asyncio.create_task(keep_lease()), asyncio.create_task(_relay(stop, halt))]
     try:
-        await _run_kopf(settings, controller, halt, ready_flag, build_registry())
+        await _run_kopf(settings, controller, halt, ready_flag, _taking_signals(build_registry(), stop))
     finally:
         for task in helpers:
             task.cancel()
@@ -186,3 +190,27 @@ async def _run_kopf(
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )
+
+
+def _taking_signals(registry: kopf.OperatorRegistry, stop: asyncio.Event) -> kopf.OperatorRegistry:
+    """SIGTERM and SIGINT set `stop` in every phase of an elected replica.
+
+    kopf installs its own handlers when it starts and never removes them, so between a
+    standby's kopf and the leader's a signal would go to a kopf that has already stopped.
+    Ours, put back as each kopf starts, stop whichever runs through its stop flag.
+    """
+
+    @kopf.on.startup(registry=registry)
+    async def signals_stop_this_replica(**_: object) -> None:
+        _signals_set(stop)
+
+    return registry
+
+
+def _signals_set(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (RuntimeError, ValueError, NotImplementedError):
+            return  # not the main thread (a test's replica): its stop flag is the way to stop it

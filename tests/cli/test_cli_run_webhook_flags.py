@@ -55,3 +55,20 @@ def test_help_lists_the_flags_with_their_environment_variables(capsys: pytest.Ca
         assert any(
             line.split()[:2] == [f"--{flag}", variable] for line in out.splitlines() if line.strip()
         ), flag
+
+
+def test_every_setting_has_a_flag() -> None:
+    """`--help` lists every setting as a flag, so each must parse as one."""
+    parser = build_parser()
+    flags = {"namespaces": "--namespace"}  # kubectl's spelling
+    values = {"sweep_mode": "audit"}  # a choice
+    for name, field in Settings.model_fields.items():
+        flag = flags.get(name, f"--{name.replace('_', '-')}")
+        if field.annotation is bool:
+            assert getattr(parser.parse_args(["run", flag]), name) is True, flag
+        else:
+            value = values.get(name, "1")
+            assert getattr(parser.parse_args(["run", flag, value]), name) in (
+                value,
+                int(value) if value.isdigit() else value,
+            ), flag

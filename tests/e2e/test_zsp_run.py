@@ -15,16 +15,18 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
+from zsp_operator.core.lease import LeaseRecord
 from zsp_operator.crdgen import build_crds
 from zsp_operator.kube import Kube
 from zsp_operator.kube.identity import request_token, wait_for_webhooks
-from zsp_operator.kube.resources import ACCESS_REQUESTS, BY_KIND, MUTATING_WEBHOOKS
+from zsp_operator.kube.resources import ACCESS_REQUESTS, BY_KIND, LEASES, MUTATING_WEBHOOKS
 from zsp_operator.sim import serve_in_thread
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -110,7 +112,9 @@ async def _file_and_wait(admin_config: dict[str, object], for_token: object) -> 
 async def _webhook_configurations(admin_config: dict[str, object]) -> list[str]:
     """Webhooks still registered (kopf keeps the configuration object, emptied)."""
     async with await Kube.from_dict(admin_config) as admin:
-        return [hook["name"] for obj in await admin.list(MUTATING_WEBHOOKS) for hook in obj.get("webhooks") or []]
+        return [
+            hook["name"] for obj in await admin.list(MUTATING_WEBHOOKS) for hook in obj.get("webhooks") or []
+        ]
 
 
 def test_zsp_run_rejects_bad_settings_with_the_field_named() -> None:
@@ -125,3 +129,92 @@ def test_zsp_run_rejects_bad_settings_with_the_field_named() -> None:
     assert result.returncode == 2
     assert "token_seconds" in result.stdout or "token-seconds" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+# --- leader election, as the Deployment runs it --------------------------------------------
+
+LEASE_FLAGS = ["--leader-elect", "--lease-namespace", "default", "--lease-duration", "3s",
+               "--renew-deadline", "2s", "--retry-period", "1s"]  # fmt: skip
+
+
+async def _lease(admin_config: dict[str, object]) -> LeaseRecord:
+    async with await Kube.from_dict(admin_config) as admin:
+        body = await admin.get(LEASES, "zsp-operator", "default")
+        return LeaseRecord.from_spec((body or {}).get("spec"))
+
+
+async def _hand_lease_to(admin_config: dict[str, object], holder: str) -> None:
+    async with await Kube.from_dict(admin_config) as admin:
+        now = datetime.now(UTC)
+        spec = LeaseRecord(holder, 30, now, now, 1).to_spec()
+        body = await admin.get(LEASES, "zsp-operator", "default")
+        if body is None:
+            lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": spec}
+            await admin.create(
+                LEASES, {**lease, "metadata": {"name": "zsp-operator", "namespace": "default"}}
+            )
+        else:
+            await admin.replace(LEASES, {**body, "spec": spec})
+
+
+def _start(kubeconfig: Path, health: int, *extra: str) -> subprocess.Popen[str]:
+    command = [
+        sys.executable, "-m", "zsp_operator", "run", "--kubeconfig", str(kubeconfig), "--dev",
+        "--health-port", str(health), "--metrics-port", "0", "--webhook-port", str(free_port()), *extra,
+    ]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _until(check: Callable[[], bool], process: subprocess.Popen[str], what: str, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert process.poll() is None, (
+            f"exited before {what}: {process.stdout.read() if process.stdout else ''}"
+        )
+        assert time.monotonic() < deadline, f"not {what} within {within}s"
+        time.sleep(0.1)
+
+
+def test_a_replica_stands_by_leads_releases_and_steps_down(tmp_path: Path) -> None:
+    with serve_in_thread(crds=build_crds()) as sim:
+        admin = sim.kubeconfig()
+        kubeconfig = sim.write_kubeconfig(tmp_path / "admin.kubeconfig")
+        health = free_port()
+
+        # Someone else leads: this replica stands by, alive, and leaves the Lease alone.
+        asyncio.run(_hand_lease_to(admin, "other-replica"))
+        standby = _start(kubeconfig, health, *LEASE_FLAGS)
+        try:
+            _until(lambda: get(f"http://127.0.0.1:{health}/healthz")[0] == 200, standby, "alive")
+            standby.send_signal(signal.SIGTERM)
+            assert standby.wait(timeout=30) == 0, "a standby stops cleanly"
+        finally:
+            if standby.poll() is None:
+                standby.kill()
+        assert asyncio.run(_lease(admin)).holder == "other-replica"
+
+        # The Lease is free: this replica leads, and on SIGTERM lets go of it.
+        asyncio.run(_hand_lease_to(admin, ""))
+        leader = _start(kubeconfig, health, *LEASE_FLAGS)
+        try:
+            _until(lambda: asyncio.run(_lease(admin)).holder is not None, leader, "leading")
+            assert asyncio.run(_lease(admin)).holder.startswith(socket.gethostname())  # type: ignore[union-attr]
+            leader.send_signal(signal.SIGTERM)
+            assert leader.wait(timeout=30) == 0
+        finally:
+            if leader.poll() is None:
+                leader.kill()
+        assert asyncio.run(_lease(admin)).holder is None, "released on the way out"
+
+        # The Lease is taken from a leader: it stops and exits 1, to restart as a standby.
+        leader = _start(kubeconfig, health, *LEASE_FLAGS)
+        try:
+            _until(lambda: asyncio.run(_lease(admin)).holder is not None, leader, "leading")
+            asyncio.run(_hand_lease_to(admin, "intruder"))
+            assert leader.wait(timeout=30) == 1
+            output = leader.stdout.read() if leader.stdout else ""
+            assert "stepped down as leader" in output
+            assert "intruder" in output
+        finally:
+            if leader.poll() is None:
+                leader.kill()

@@ -24,6 +24,7 @@ _FLAGS: tuple[tuple[str, dict[str, object]], ...] = (
     ("webhook_service", {"metavar": "NAMESPACE/NAME"}),
     ("webhook_secret", {}),
     ("webhook_configuration", {}),
+    ("webhook_cert_refresh", {"metavar": "DURATION"}),
     ("catalog", {"metavar": "CLUSTERROLE[,...]"}),
     ("break_glass_max_ttl", {"metavar": "DURATION"}),
     ("token_seconds", {"type": int}),
@@ -34,6 +35,11 @@ _FLAGS: tuple[tuple[str, dict[str, object]], ...] = (
     ("audit_file", {"metavar": "FILE"}),
     ("peering", {}),
     ("priority", {"type": int}),
+    ("lease_namespace", {}),
+    ("lease_name", {}),
+    ("lease_duration", {"metavar": "DURATION"}),
+    ("renew_deadline", {"metavar": "DURATION"}),
+    ("retry_period", {"metavar": "DURATION"}),
 )
 _SWITCHES = ("standalone", "dev", "enforce_cluster_bindings", "leader_elect")
 
