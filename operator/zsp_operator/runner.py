@@ -162,9 +162,11 @@ async def _lead(
         for task in helpers:
             task.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
+        if not lost:
+            # Stopped, or crashed: nothing of ours runs any more, so a standby need not wait.
+            await elector.release()
     if lost:
         raise lost[0]
-    await elector.release()
 
 
 async def _run_kopf(
