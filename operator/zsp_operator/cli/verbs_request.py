@@ -298,7 +298,7 @@ async def _follow(
                     if stop(obj):
                         return dict(obj)
         except Gone:
-            pass  # the version is too old: read the object again and watch from there
+            continue  # the version is too old: read the object again and watch from there
         except Forbidden:
             can_watch = False  # may get but not watch: poll instead
 

@@ -86,7 +86,7 @@ async def serve_watch(
         await _pump(response, watcher, rtype, store, deadline, bookmarks, bookmark_interval, shown)
         await response.write_eof()
     except ConnectionResetError:
-        pass  # the client went away
+        return response  # the client went away: nothing is left to send
     finally:
         store.unwatch(watcher)
     return response
