@@ -121,9 +121,10 @@ class LeaderElector:
         """Let go on a clean exit so a standby takes over at its next try, not a duration later."""
         try:
             body = await self.kube.get(LEASES, self.name, self.namespace)
-            if body is None or LeaseRecord.from_spec(body.get("spec")).holder != self.identity:
+            record = LeaseRecord.from_spec((body or {}).get("spec"))
+            if body is None or record.holder != self.identity:
                 return
-            released = lease.release(LeaseRecord.from_spec(body.get("spec")), self._wall())
+            released = lease.release(record, self._wall())
             await self.kube.replace(LEASES, {**body, "spec": released.to_spec()})
             log.info("%s: released by %s", self.where, self.identity)
         except KubeError as err:

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import IO
 
 import kopf
@@ -25,34 +25,29 @@ from zsp_operator.leader import LeaderElector, LeadershipLost
 from zsp_operator.observe import AuditLog, Metrics, Observer
 
 log = logging.getLogger(__name__)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @contextlib.asynccontextmanager
-async def serving(port: int, routes: dict[str, Handler]) -> AsyncIterator[None]:
-    """Serve GET `routes` on `port` (0 disables it) for as long as the context lasts."""
+async def metrics_server(metrics: Metrics, port: int) -> AsyncIterator[None]:
+    """Serve /metrics on `port` (0 disables it) for as long as the context lasts."""
     if not port:
         yield
         return
+
+    async def scrape(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     app = web.Application()
-    for path, handler in routes.items():
-        app.router.add_get(path, handler)
+    app.router.add_get("/metrics", scrape)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "0.0.0.0", port)  # noqa: S104 - probed and scraped from inside the cluster
+    site = web.TCPSite(runner, "0.0.0.0", port)  # noqa: S104 - scraped from inside the cluster
     await site.start()
     try:
         yield
     finally:
         await runner.cleanup()
-
-
-def metrics_server(metrics: Metrics, port: int) -> contextlib.AbstractAsyncContextManager[None]:
-    async def scrape(_: web.Request) -> web.Response:
-        body = generate_latest(metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    return serving(port, {"/metrics": scrape})
 
 
 def build_controller(
