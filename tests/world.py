@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from harness import apply, token_for
+from harness import apply, can, token_for
 from tiers import Cluster
 from zsp_operator.core import constants as c
 from zsp_operator.kube import Kube
@@ -88,6 +88,15 @@ class World:
             "metadata": {"name": name, "namespace": self.target},
             "spec": body,
         }
+
+
+async def deployer_can_patch(w: World, token: str) -> bool | None:
+    """Asked as the bearer of `token`: may it patch Deployments in the story's target?"""
+    return await can(w.cluster, token, "patch", "deployments", w.target, group="apps")
+
+
+async def deployer_refused(w: World, token: str) -> bool:
+    return await deployer_can_patch(w, token) is False
 
 
 def _namespace(name: str, labels: dict[str, str]) -> dict[str, Any]:

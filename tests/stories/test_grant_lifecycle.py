@@ -29,7 +29,7 @@ from harness import (
     wait_for_phase,
 )
 from tiers import Cluster
-from world import World, world
+from world import World, deployer_can_patch, deployer_refused, world
 from zsp_operator.core import constants as c
 from zsp_operator.kube import Invalid, Kube, KubeError
 from zsp_operator.kube.resources import (
@@ -45,10 +45,6 @@ from zsp_operator.kube.resources import (
     VALIDATING_WEBHOOKS,
     Resource,
 )
-
-
-async def deployer_can_patch(w: World, token: str) -> bool | None:
-    return await can(w.cluster, token, "patch", "deployments", w.target, group="apps")
 
 
 def when(text: str) -> datetime:
@@ -75,7 +71,7 @@ async def test_bind_mode_grant_works_until_done(cluster: Cluster) -> None:
         await w.admin.patch(ACCESS_REQUESTS, "deploy-1", {"spec": {"done": True}}, w.target)
         done = await wait_for_phase(w.admin, w.target, "deploy-1", "Completed")
         assert done["status"]["revokedAt"]
-        assert await eventually(lambda: _refused(w, deployer)), "refused once revoked"
+        assert await eventually(lambda: deployer_refused(w, deployer)), "refused once revoked"
         assert await eventually(lambda: _nothing_managed(w)), "every object issued is gone"
         chain = ["requested", "decided", "issued", "revoked"]
         # The `revoked` line is written once the TaskGrant is gone, just after the poll above.
@@ -84,10 +80,6 @@ async def test_bind_mode_grant_works_until_done(cluster: Cluster) -> None:
 
 async def _nothing_managed(w: World) -> bool:
     return await managed_objects(w.admin, [w.target, w.ci]) == []
-
-
-async def _refused(w: World, token: str) -> bool:
-    return await deployer_can_patch(w, token) is False
 
 
 async def test_ephemeral_grant_delivers_a_kubeconfig_that_dies_at_expiry(cluster: Cluster) -> None:
@@ -173,7 +165,7 @@ async def test_drift_revokes_the_grant(cluster: Cluster, end: str) -> None:
             revoked = await wait_for_phase(w.admin, w.target, "drift-1", "Revoked")
             assert revoked["status"]["endReason"]
         if end != "grantee-deleted":
-            assert await eventually(lambda: _refused(w, deployer))
+            assert await eventually(lambda: deployer_refused(w, deployer))
 
 
 async def _no_bindings(w: World) -> bool:

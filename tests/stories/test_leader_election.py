@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from harness import can, eventually, operator_token, replica, token_for, wait_for_phase
+from harness import eventually, operator_token, replica, token_for, wait_for_phase
 from tiers import Cluster
-from world import World, world
+from world import deployer_can_patch, deployer_refused, world
 from zsp_operator.core.lease import LeaseRecord
 from zsp_operator.kube import Kube, NotFound
 from zsp_operator.kube.resources import LEASES, MUTATING_WEBHOOKS
@@ -72,7 +72,7 @@ async def test_one_replica_acts_and_a_standby_takes_over_before_the_grant_expire
                 first_run = None
                 await eventually(lambda: _held_by_other(w.admin, leader), within=5)
                 expired = await wait_for_phase(w.admin, w.target, "handover", "Expired", within=15)
-                assert await eventually(lambda: _refused(w, deployer)), "refused once revoked"
+                assert await eventually(lambda: deployer_refused(w, deployer)), "refused once revoked"
                 (revoked,) = [r for r in second.records_for("handover", w.target) if r["event"] == "revoked"]
                 assert revoked["endReason"] == "Expired"
                 assert revoked["lagSeconds"] == expired["status"]["revocationLagSeconds"]
@@ -141,11 +141,3 @@ async def _changed(admin: Kube, before: list[str]) -> bool:
 
 async def _held_by_other(admin: Kube, leader: str) -> bool:
     return (await holder(admin)) not in (None, leader)
-
-
-async def deployer_can_patch(w: World, token: str) -> bool | None:
-    return await can(w.cluster, token, "patch", "deployments", w.target, group="apps")
-
-
-async def _refused(w: World, token: str) -> bool:
-    return await deployer_can_patch(w, token) is False
