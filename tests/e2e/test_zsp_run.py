@@ -52,12 +52,7 @@ def operator_process(tmp_path: Path) -> Iterator[tuple[object, subprocess.Popen[
     with serve_in_thread(crds=build_crds()) as sim:
         kubeconfig = sim.write_kubeconfig(tmp_path / "admin.kubeconfig")
         health, metrics = free_port(), free_port()
-        command = [
-            sys.executable, "-m", "zsp_operator", "run",
-            "--kubeconfig", str(kubeconfig), "--dev",
-            "--health-port", str(health), "--metrics-port", str(metrics), "--webhook-port", str(free_port()),
-        ]  # fmt: skip
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = _start(kubeconfig, health, metrics=metrics)
         try:
             yield sim, process, health, metrics
         finally:
@@ -157,10 +152,11 @@ async def _hand_lease_to(admin_config: dict[str, object], holder: str) -> None:
             await admin.replace(LEASES, {**body, "spec": spec})
 
 
-def _start(kubeconfig: Path, health: int, *extra: str) -> subprocess.Popen[str]:
+def _start(kubeconfig: Path, health: int, *extra: str, metrics: int = 0) -> subprocess.Popen[str]:
+    """`zsp run --dev` as a separate process, its output kept for the failure message."""
     command = [
         sys.executable, "-m", "zsp_operator", "run", "--kubeconfig", str(kubeconfig), "--dev",
-        "--health-port", str(health), "--metrics-port", "0", "--webhook-port", str(free_port()), *extra,
+        "--health-port", str(health), "--metrics-port", str(metrics), "--webhook-port", str(free_port()), *extra,
     ]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
