@@ -88,13 +88,17 @@ class ServingMaterial:
     key: bytes
 
     def write(self, directory: Path) -> tuple[Path, Path]:
-        """tls.crt and tls.key in `directory`, the key readable by us alone; their paths."""
-        paths = directory / TLS_CERT, directory / TLS_KEY
-        for path, data in zip(paths, (self.cert, self.key), strict=True):
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(data)
-        return paths
+        return write_pair(directory, self.cert, self.key)
+
+
+def write_pair(directory: Path, cert: bytes, key: bytes) -> tuple[Path, Path]:
+    """tls.crt and tls.key in `directory`, the key readable by us alone; their paths."""
+    paths = directory / TLS_CERT, directory / TLS_KEY
+    for path, data in zip(paths, (cert, key), strict=True):
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+    return paths
 
 
 # --- pure: manifests and patches ------------------------------------------------------------
@@ -267,7 +271,7 @@ class ReloadableContext:
         if cert + key == self._loaded:
             return False
         with tempfile.TemporaryDirectory(prefix="zsp-webhook-") as scratch:  # mode 0700
-            pair = ServingMaterial(b"", cert, key).write(Path(scratch))
+            pair = write_pair(Path(scratch), cert, key)
             ssl.create_default_context(purpose=ssl.Purpose.CLIENT_AUTH).load_cert_chain(*pair)
             self.context.load_cert_chain(*pair)
         self._loaded = cert + key
