@@ -200,7 +200,11 @@ async def _install(cluster: Cluster, crds: list[dict[str, Any]]) -> None:
 
 
 async def apply_crds(api: client.ApiClient, crds: list[dict[str, Any]], within: float = 30.0) -> None:
-    """Create or replace each CRD, then wait until every one is Established.
+    """Create or replace each CRD, then wait until every one is Established and servable.
+
+    Established means the names are accepted; the resource's storage (its watch cache) may
+    still be initializing and answer `429 storage is (re)initializing`, so each kind is also
+    listed until the server serves it.
 
     Raw JSON in and out (`_preload_content=False`): the client's generated CRD models are
     not needed and would only re-validate what the server has already accepted.
@@ -230,6 +234,26 @@ async def apply_crds(api: client.ApiClient, crds: list[dict[str, Any]], within: 
                 f"CRD {name} not Established after {within:.0f}s: "
                 f"{current.get('status', {}).get('conditions')}"
             )
+        await asyncio.sleep(0.1)
+    for crd in crds:
+        await _until_servable(api, crd, deadline)
+
+
+async def _until_servable(api: client.ApiClient, crd: dict[str, Any], deadline: float) -> None:
+    spec = crd["spec"]
+    version = next(v["name"] for v in spec["versions"] if v.get("served", True))
+    objects = client.CustomObjectsApi(api)
+    while True:
+        try:
+            await call_json(
+                objects.list_cluster_custom_object(
+                    spec["group"], version, spec["names"]["plural"], limit=1, _preload_content=False
+                )
+            )
+            return
+        except ApiException as error:
+            if error.status != 429 or time.monotonic() > deadline:
+                raise
         await asyncio.sleep(0.1)
 
 

@@ -302,14 +302,7 @@ class Controller:
         try:
             issued = await self.grants.complete(request, grant)
         except IssueError as err:
-            # Rolled back: it no longer counts, and its deletion is not a revocation.
-            self.view.drop_grant(grant.metadata.uid)
-            self.revoker.never_live(grant.metadata.uid)
-            await self._fail(request, err.step, err.message)
-            return
-        except KubeError as err:
-            # Rolling back failed too: the revoker keeps at it; the request records the failure.
-            await self._fail(request, "rollback", f"issuance failed and rollback is retrying: {err.message}")
+            await self._roll_back(request, grant, err)
             return
         grant = issued.grant
         self.view.put_grant(grant)
@@ -327,6 +320,23 @@ class Controller:
         created = request.metadata.creation_timestamp
         latency = (self.clock() - created).total_seconds() if created else None
         await self.observer.issued(request, grant, issued.objects, issued.token_credential_id, latency)
+
+    async def _roll_back(self, request: AccessRequest, grant: TaskGrant, err: IssueError) -> None:
+        # Marked never-live before the first delete: the watch events of our own deletions
+        # (the minted ServiceAccount, the TaskGrant) can arrive before the rollback returns,
+        # and must not read as a grantee deleted or a grant revoked from outside.
+        self.view.drop_grant(grant.metadata.uid)
+        self.revoker.never_live(grant.metadata.uid)
+        try:
+            await self.grants.remove_everything(grant)
+        except KubeError as rollback_err:
+            # The revoker keeps at it until nothing is left; the request records the failure.
+            self.revoker.discard_soon(grant)
+            await self._fail(
+                request, "rollback", f"{err.message}; rolling back is retrying: {rollback_err.message}"
+            )
+            return
+        await self._fail(request, err.step, err.message)
 
     async def _fail(self, request: AccessRequest, step: str, message: str) -> None:
         await self.status.transition(request, IssueFailed(message))

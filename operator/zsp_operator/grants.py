@@ -48,7 +48,7 @@ TEARDOWN_ORDER = (ROLE_BINDINGS, SERVICE_ACCOUNTS, ROLES, SECRETS)
 
 
 class IssueError(Exception):
-    """Issuance failed at `step`; everything created before it has been removed."""
+    """Issuance failed at `step`; the caller rolls back what was made (`remove_everything`)."""
 
     def __init__(self, step: str, message: str, grant_uid: str | None = None) -> None:
         super().__init__(f"{step}: {message}")
@@ -108,16 +108,16 @@ class GrantService:
             break_glass=decision.break_glass,
         )
 
-    async def issue(self, request: AccessRequest, decision: Decision) -> Issued:
-        """Create the grant and everything it needs; on any failure remove it all and raise."""
-        return await self.complete(request, await self.reserve(request, decision))
-
     async def reserve(self, request: AccessRequest, decision: Decision) -> TaskGrant:
         """Create the TaskGrant alone: from here on, limits count it."""
         return await self._create_grant(request, decision)
 
     async def complete(self, request: AccessRequest, grant: TaskGrant) -> Issued:
-        """Create what a reserved grant needs; on any failure remove it all and raise."""
+        """Create what a reserved grant needs; on any failure raise IssueError naming the step.
+
+        Nothing is rolled back here: the caller first marks the grant as never live, so the
+        watch events of its own deletions cannot read as outside events, then rolls back.
+        """
         objects: list[CreatedObject] = []
         step = "ServiceAccount"
         try:
@@ -152,7 +152,6 @@ class GrantService:
             await self._record_issued(grant, objects, token_id, token_expiry)
         except (KubeError, IssueError, ValueError) as err:
             message = err.message if isinstance(err, KubeError | IssueError) else str(err)
-            await self.remove_everything(grant)
             raise IssueError(step, f"creating the {step} failed: {message}", grant.metadata.uid) from err
         return Issued(grant, tuple(objects), token_id, token_expiry)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -69,29 +69,41 @@ class Revoker:
 
     def revoke_soon(self, grant: TaskGrant, reason: str, message: str) -> asyncio.Task[None]:
         """Start (or join) the revocation of one grant; it retries until it succeeds."""
-        uid = grant.metadata.uid
-        task = self._running.get(uid)
-        if task is None or task.done():
-            task = asyncio.create_task(self._until_done(grant, reason, message), name=f"zsp-revoke-{uid}")
-            self._running[uid] = task
-            task.add_done_callback(lambda _t: self._running.pop(uid, None))
-        return task
+        self.expiry.disarm(grant.metadata.uid)
+
+        async def once() -> None:
+            await self._once(grant, reason, message, self.clock())
+
+        return self._start(grant, "revoking", once)
+
+    def discard_soon(self, grant: TaskGrant) -> asyncio.Task[None]:
+        """Keep removing a grant that never went live until nothing of it is left; report nothing."""
+        return self._start(grant, "rolling back", lambda: self.grants.remove_everything(grant))
 
     async def revoke(self, grant: TaskGrant, reason: str, message: str) -> None:
         await asyncio.shield(self.revoke_soon(grant, reason, message))
 
-    async def _until_done(self, grant: TaskGrant, reason: str, message: str) -> None:
-        self.expiry.disarm(grant.metadata.uid)
+    def _start(
+        self, grant: TaskGrant, doing: str, attempt: Callable[[], Awaitable[None]]
+    ) -> asyncio.Task[None]:
+        uid = grant.metadata.uid
+        task = self._running.get(uid)
+        if task is None or task.done():
+            task = asyncio.create_task(self._until_done(grant, doing, attempt), name=f"zsp-revoke-{uid}")
+            self._running[uid] = task
+            task.add_done_callback(lambda _t: self._running.pop(uid, None))
+        return task
+
+    async def _until_done(self, grant: TaskGrant, doing: str, attempt: Callable[[], Awaitable[None]]) -> None:
         delay = 0.1
         while True:
-            started = self.clock()
             try:
-                await self._once(grant, reason, message, started)
+                await attempt()
                 return
             except KubeError as err:
                 self.observer.error("revoke")
                 log.error(
-                    "revoking %s/%s failed, retrying in %.1fs: %s", grant.namespace, grant.name, delay, err
+                    "%s %s/%s failed, retrying in %.1fs: %s", doing, grant.namespace, grant.name, delay, err
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)

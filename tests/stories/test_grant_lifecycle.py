@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -131,13 +131,35 @@ async def test_taskref_job_completion_revokes(cluster: Cluster) -> None:
         task_ref = {"apiVersion": "batch/v1", "kind": "Job", "namespace": w.ci, "name": "deploy-job"}
         await w.file(w.request("job-1", taskRef=task_ref))
         await wait_for_phase(w.admin, w.target, "job-1", "Active")
-        now = datetime.now().astimezone().isoformat()
-        status = {
-            "status": {"conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": now}]}
-        }
-        await w.admin.patch(JOBS, "deploy-job", status, w.ci, status=True)
+        await w.admin.patch(JOBS, "deploy-job", _job_succeeded(), w.ci, status=True)
         done = await wait_for_phase(w.admin, w.target, "job-1", "Completed")
         assert "deploy-job" in done["status"]["endReason"]
+
+
+def _job_succeeded() -> dict[str, Any]:
+    """The status the Job controller writes when its one pod succeeded.
+
+    The API server refuses `Complete=True` without `SuccessCriteriaMet=True`, `startTime`
+    and `completionTime` (the strict Job status rules of Kubernetes 1.31+).
+    """
+    now = datetime.now(UTC).replace(microsecond=0)
+    started = (now - timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
+    finished = now.isoformat().replace("+00:00", "Z")
+    conditions = [
+        {"type": kind, "status": "True", "reason": reason, "lastTransitionTime": finished}
+        for kind, reason in (("SuccessCriteriaMet", "CompletionsReached"), ("Complete", "CompletionsReached"))
+    ]
+    return {
+        "status": {
+            "startTime": started,
+            "completionTime": finished,
+            "succeeded": 1,
+            "ready": 0,
+            "terminating": 0,
+            "uncountedTerminatedPods": {},
+            "conditions": conditions,
+        }
+    }
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 
 from zsp_operator.core import constants as c
-from zsp_operator.handlers.common import controller_of
+from zsp_operator.handlers.common import controller_of, retry_on_api_errors
 from zsp_operator.tls import LOOPBACK, issue_serving_pki
 from zsp_operator.webhookcert import ReloadableContext, prepare_serving, refresh_forever
 
@@ -102,9 +102,15 @@ async def _stop_refreshing(memo: Any) -> None:
 
 
 def register(registry: kopf.OperatorRegistry, *, standby: bool = False) -> None:
-    @kopf.on.startup(registry=registry)
-    async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    @kopf.on.startup(id="configure", registry=registry)
+    async def configure_once(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         await configure(settings, memo)
+
+    # A separate activity, so a retry after an API error (a CRD's storage still
+    # initializing) starts the controller again without configuring everything twice.
+    @kopf.on.startup(id="start", registry=registry)
+    @retry_on_api_errors
+    async def start(memo: Any, **_: Any) -> None:
         controller = controller_of(memo)
         await (controller.start_standby() if standby else controller.start())
 

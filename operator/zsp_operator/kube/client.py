@@ -6,6 +6,7 @@ custom), so the rest of the code speaks in manifests, not generated model classe
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import json
 import os
@@ -26,6 +27,10 @@ Body = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 _OBJECT = dict.fromkeys((200, 201, 202), "object")
+# Throttled calls are sent again this many times, after the server's Retry-After (bounded).
+_THROTTLED_RETRIES = 10
+_MIN_RETRY_AFTER = 0.1
+_MAX_RETRY_AFTER = 5.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,22 @@ class Connection:
 
     def ca_data(self) -> str | None:
         return Path(self.ca_path).read_text() if self.ca_path else None
+
+
+def _retry_after(err: ApiException) -> float | None:
+    """How long to wait before sending again, when the server said so with a 429.
+
+    A 429 (API Priority and Fairness, or a resource's storage still initializing) means
+    the request was not processed, so any verb may be sent again; client-go does the same.
+    """
+    if err.status != 429:
+        return None
+    headers = err.headers or {}
+    try:
+        seconds = float(headers.get("Retry-After", 1))
+    except (TypeError, ValueError):
+        seconds = 1.0
+    return min(max(seconds, _MIN_RETRY_AFTER), _MAX_RETRY_AFTER)
 
 
 def _strip_bearer(value: str | None) -> str | None:
@@ -108,22 +129,27 @@ class Kube:
         content_type: str = "application/json",
     ) -> Any:
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
-        try:
-            return await self.api.call_api(
-                path,
-                method,
-                query_params=params,
-                header_params={"Content-Type": content_type, "Accept": "application/json"},
-                body=body,
-                response_types_map=_OBJECT,
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-            )
-        except ApiException as err:
-            raise from_response(err.status or 0, err.body) from None
-        except (OSError, TimeoutError) as err:
-            # Connection trouble is worth retrying, like a 5xx.
-            raise KubeError(0, "Unreachable", str(err)) from err
+        for attempt in range(_THROTTLED_RETRIES + 1):
+            try:
+                return await self.api.call_api(
+                    path,
+                    method,
+                    query_params=params,
+                    header_params={"Content-Type": content_type, "Accept": "application/json"},
+                    body=body,
+                    response_types_map=_OBJECT,
+                    auth_settings=["BearerToken"],
+                    _return_http_data_only=True,
+                )
+            except ApiException as err:
+                wait = _retry_after(err)
+                if wait is None or attempt == _THROTTLED_RETRIES:
+                    raise from_response(err.status or 0, err.body) from None
+                await asyncio.sleep(wait)
+            except (OSError, TimeoutError) as err:
+                # Connection trouble is worth retrying, like a 5xx.
+                raise KubeError(0, "Unreachable", str(err)) from err
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     async def get(self, res: Resource, name: str, namespace: str | None = None) -> Body | None:
         """The object, or None when it does not exist."""

@@ -1,7 +1,7 @@
 """Built-in validation the real API server does that our stories can run into.
 
-Object names, RBAC roleRef/subjects, webhook URLs, CRD names, and TokenRequest
-lifetimes. Built-in kinds are otherwise not schema-checked: unknown fields of
+Object names, RBAC roleRef/subjects, webhook URLs, CRD names, Job status transitions
+(`sim/jobs.py`) and TokenRequest lifetimes. Built-in kinds are otherwise not schema-checked: unknown fields of
 built-in kinds are kept, whatever `fieldValidation` says.
 """
 
@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from zsp_operator.sim.errors import FieldError, forbidden_field, invalid, not_supported, required
+from zsp_operator.sim.jobs import job_status_errors
 from zsp_operator.sim.resources import ResourceType
 
 _SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
@@ -148,6 +149,8 @@ def builtin_errors(rtype: ResourceType, obj: dict[str, Any], old: dict[str, Any]
         return _webhook_errors(obj)
     if rtype.group == "apiextensions.k8s.io":
         return _crd_errors(obj, old)
+    if rtype.group == "batch" and rtype.plural == "jobs" and old is not None:
+        return job_status_errors(obj, old)
     return []
 
 
