@@ -1,11 +1,11 @@
 """The grant lifecycle end to end: issue latency, revocation lag at expiry, and a burst.
 
-Everything runs in this process, as the test stories do: the in-memory API server
-(`zsp_operator.sim`) in its own thread, and the real operator (kopf, admission webhooks,
-controller, scheduler) in another thread with its own event loop, as its own ServiceAccount
-with the least-privilege RBAC of `deploy/operator-rbac.yaml`. The benchmark's own client runs
-on the main thread: requests are filed with the pipeline's own token (so the webhook records
-the requester), and access is checked with the grantee's own token (SelfSubjectAccessReview).
+The operator runs as its own process (`zsp run --dev`, as its ServiceAccount with the
+least-privilege RBAC of `deploy/operator-rbac.yaml`) against the API server `--target` names
+(bench/targets.py): the in-memory one in this process, a real control plane built from
+tests/controlplane (`envtest`), or a cluster from a kubeconfig. The benchmark's own client files
+requests with the pipeline's own token (so the webhook records the requester), and checks
+access with the grantee's own token (SelfSubjectAccessReview).
 
 Scenarios:
   issue    N sequential requests per mode (bind, ephemeral): created -> Active -> the grantee's
@@ -20,8 +20,9 @@ Scenarios:
 
 All times are wall-clock (`time.time()`, the same clock the operator stamps status with).
 
-    python bench/lifecycle_bench.py            # the full run (about 5 minutes on 2 cores)
-    python bench/lifecycle_bench.py --quick    # a smoke test (under 30 s)
+    python bench/lifecycle_bench.py                    # the full run on the in-memory server
+    python bench/lifecycle_bench.py --target envtest   # the same on a real control plane
+    python bench/lifecycle_bench.py --quick            # a smoke test (under 30 s)
 """
 
 from __future__ import annotations
@@ -30,25 +31,21 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import io
 import logging
 import statistics
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import yaml
 from machine import describe, load
+from targets import CallCounter, OperatorProcess, Target, target
 
-from zsp_operator.config import Settings
 from zsp_operator.core import constants as c
-from zsp_operator.crdgen import build_crds
 from zsp_operator.kube import AlreadyExists, Kube
 from zsp_operator.kube.identity import may, request_token, wait_for_webhooks
 from zsp_operator.kube.resources import (
@@ -59,11 +56,7 @@ from zsp_operator.kube.resources import (
     SECRETS,
     TASK_GRANTS,
 )
-from zsp_operator.runner import build_controller, run_operator
-from zsp_operator.sim import serve_in_thread
 
-REPO = Path(__file__).resolve().parents[1]
-OPERATOR_RBAC = REPO / "deploy" / "operator-rbac.yaml"
 CI, TARGET, POLICY = "bench-ci", "bench-target", "bench-deployers"
 WORKERS = 40  # bind-mode grantees for the expiry scenario: bench-ci/worker-00..39
 VERB, RESOURCE, GROUP = "patch", "deployments", "apps"
@@ -98,134 +91,6 @@ def parse_time(text: str | None) -> float | None:
     return datetime.fromisoformat(text).timestamp() if text else None
 
 
-# --- the operator, in its own thread ----------------------------------------------------------
-
-
-class OperatorThread:
-    """The operator as `zsp run --dev` would run it, on its own event loop in a thread."""
-
-    def __init__(self, kubeconfig: Callable[[str | None], dict[str, Any]]) -> None:
-        self._kubeconfig = kubeconfig
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="zsp-operator", daemon=True)
-        self.audit = io.StringIO()
-        self.error: BaseException | None = None
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as err:  # reported by the main thread
-            self.error = err
-
-    async def _main(self) -> None:
-        async with await Kube.from_dict(self._kubeconfig(None)) as admin:
-            for doc in yaml.safe_load_all(OPERATOR_RBAC.read_text(encoding="utf-8")):
-                with contextlib.suppress(AlreadyExists):
-                    await admin.create(BY_KIND[doc["kind"]], doc)
-            token = await request_token(admin, "zsp-system", "zsp-operator", seconds=3600)
-        CALLS.operator_token = token
-        kube = await Kube.from_dict(self._kubeconfig(token))
-        settings = Settings(dev=True, webhook_port=0, metrics_port=0, health_port=0, standalone=True)
-        controller = build_controller(kube, settings, audit_stream=self.audit)
-        try:
-            await run_operator(settings, controller=controller, stop_flag=self._stop)
-        finally:
-            await kube.close()
-
-
-# --- counting API calls ----------------------------------------------------------------------
-
-
-class ApiCalls:
-    """Counts the requests the in-memory API server answers for the operator, by verb.
-
-    Installed on the server's request handler class before the server starts; the operator is
-    told apart by its bearer token (kopf and the controller share it). Long-lived watches are
-    not counted.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
-        self._detail: Counter[str] = Counter()
-        self.operator_token: str | None = None
-
-    def install(self) -> None:
-        from zsp_operator.sim import http
-
-        original = http.ApiHandler.handle
-        calls = self
-
-        async def handle(handler: Any, request: Any) -> Any:
-            calls._record(http, request)
-            return await original(handler, request)
-
-        http.ApiHandler.handle = handle  # type: ignore[method-assign]
-
-    def _record(self, http: Any, request: Any) -> None:
-        token = request.headers.get("Authorization", "").partition(" ")[2].strip()
-        if not token or token != self.operator_token:
-            return
-        info = http.parse_resource_path(request.method, request.path, request.query)
-        verb = info.verb if info is not None else request.method.lower()
-        if info is not None and info.subresource:
-            verb = f"{verb} {info.subresource}"
-        if verb != "watch":
-            resource = info.resource if info is not None else request.path
-            with self._lock:
-                self._counts[verb] += 1
-                self._detail[f"{verb} {resource}"] += 1
-
-    def snapshot(self) -> Counter[str]:
-        with self._lock:
-            return Counter(self._counts)
-
-    def detail(self) -> Counter[str]:
-        """Calls by verb and resource (`list rolebindings`)."""
-        with self._lock:
-            return Counter(self._detail)
-
-
-CALLS = ApiCalls()
-
-
-class WarningTally(logging.Handler):
-    """Counts the operator's warnings by their first words, so surprises show in the report."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.counts: Counter[str] = Counter()
-        self.examples: dict[str, str] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if not record.name.startswith("zsp_operator"):
-            return
-        message = record.getMessage()
-        key = f"{record.name}: {' '.join(message.split()[:2])}"
-        self.counts[key] += 1
-        self.examples.setdefault(key, message)
-
-    def report(self) -> str:
-        if not self.counts:
-            return "No warnings from the operator."
-        lines = ["| operator warning | count | first example |", "|---|---:|---|"]
-        for key, count in self.counts.most_common():
-            lines.append(f"| {key} | {count} | {self.examples[key][:200]} |")
-        return "\n".join(lines)
-
-
-WARNINGS = WarningTally()
 CALL_VERBS = ("get", "list", "create", "patch", "patch status", "update", "delete", "create token")
 
 
@@ -452,6 +317,7 @@ class Bench:
     recorder: Recorder
     kubeconfig: Callable[[str | None], dict[str, Any]]
     tokens: dict[str, str]  # ServiceAccount name in CI -> token
+    calls: CallCounter  # the operator's API calls, as the API server counts them
     call_rows: list[str] = field(default_factory=list)  # operator API calls per grant, by scenario
     call_detail: dict[str, Counter[str]] = field(default_factory=dict)  # mode -> calls per grant
 
@@ -576,12 +442,12 @@ async def scenario_issue(b: Bench, n: int) -> list[IssueSample]:
     samples = []
     for mode, grantee in (("bind", "deployer"), ("ephemeral", None)):
         began = time.monotonic()
-        before, detail = CALLS.snapshot(), CALLS.detail()
+        before, detail = b.calls.snapshot(), b.calls.detail()
         for i in range(n):
             samples.append(await issue_one(b, f"issue-{mode}-{i:03d}", grantee))
             await b.wait_clean()
-        b.call_detail[mode] = CALLS.detail() - detail
-        b.call_rows.append(calls_row(f"(a) issue, then `done` ({mode})", before, CALLS.snapshot(), n))
+        b.call_detail[mode] = b.calls.detail() - detail
+        b.call_rows.append(calls_row(f"(a) issue, then `done` ({mode})", before, b.calls.snapshot(), n))
         say(f"  issue, {mode}: {n} requests in {time.monotonic() - began:.1f}s")
     return samples
 
@@ -674,11 +540,13 @@ async def scenario_expiry(b: Bench, n: int, base_ttl: float) -> list[ExpirySampl
         return await expire_one(b, f"expiry-{i:03d}", grantee, ttl, probe=True, every=0.02)
 
     began = time.monotonic()
-    before = CALLS.snapshot()
+    before = b.calls.snapshot()
     samples = list(await asyncio.gather(*(one(i) for i in range(n))))
     say(f"  expiry: {n} grants in {time.monotonic() - began:.1f}s")
     await b.wait_clean()
-    b.call_rows.append(calls_row("(b) issue, then expiry (bind and ephemeral)", before, CALLS.snapshot(), n))
+    b.call_rows.append(
+        calls_row("(b) issue, then expiry (bind and ephemeral)", before, b.calls.snapshot(), n)
+    )
     return samples
 
 
@@ -739,7 +607,7 @@ class BurstResult:
 
 async def scenario_burst(b: Bench, n: int, probes: int, issue_estimate: float) -> BurstResult:
     names = [f"burst-{i:03d}" for i in range(n)]
-    before = CALLS.snapshot()
+    before = b.calls.snapshot()
     start = time.time()
     await asyncio.gather(*(b.pipeline.create(ACCESS_REQUESTS, request_body(x, ttl="10m")) for x in names))
     filed = time.time() - start
@@ -763,14 +631,14 @@ async def scenario_burst(b: Bench, n: int, probes: int, issue_estimate: float) -
     await b.wait_clean(within=300)
     say(f"  burst: {n} revoked {max(done_to_revoked):.1f}s after done")
     b.call_rows.append(
-        calls_row("(c) burst issue, then `done` on all (ephemeral)", before, CALLS.snapshot(), n)
+        calls_row("(c) burst issue, then `done` on all (ephemeral)", before, b.calls.snapshot(), n)
     )
 
     # The same number again, expiring within one second. A TTL counts from issuance, so they
     # cannot all be filed at once: four lanes file one request at a time each, every one with
     # the TTL that puts its expiresAt at `target`, given how long issuance has been taking.
     # The target leaves the time the burst above needed to issue them all, and a margin.
-    before = CALLS.snapshot()
+    before = b.calls.snapshot()
     began = time.time()
     target = began + max(to_issued) * 1.3 + min(3.0, 1 + n / 50)
     every = max(1, n // probes) if probes else 0
@@ -795,7 +663,7 @@ async def scenario_burst(b: Bench, n: int, probes: int, issue_estimate: float) -
     say(f"  burst: {n} filed for one expiry second in {time.time() - began:.1f}s")
     expiry = list(await asyncio.gather(*tasks))
     await b.wait_clean(within=300)
-    b.call_rows.append(calls_row("(c) issue, then expiry in the same second", before, CALLS.snapshot(), n))
+    b.call_rows.append(calls_row("(c) issue, then expiry in the same second", before, b.calls.snapshot(), n))
     stamps = [x.expires for x in expiry]
     return BurstResult(
         n=n,
@@ -881,8 +749,9 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-async def run(args: argparse.Namespace, sim: Any, operator: OperatorThread) -> str:
-    kubeconfig = sim.kubeconfig
+async def run(args: argparse.Namespace, where: Target, operator: OperatorProcess) -> str:
+    kubeconfig = where.kubeconfig
+    await operator.start()
     async with await Kube.from_dict(kubeconfig(None)) as admin:
         await wait_for_webhooks(admin, within=60)
         for doc in world():
@@ -897,7 +766,7 @@ async def run(args: argparse.Namespace, sim: Any, operator: OperatorThread) -> s
         recorder = Recorder(admin)
         recorder.start()
         async with await Kube.from_dict(kubeconfig(tokens["pipeline"])) as pipeline:
-            b = Bench(admin, pipeline, recorder, kubeconfig, tokens)
+            b = Bench(admin, pipeline, recorder, kubeconfig, tokens, where.calls)
             sections = [f"### API server round trips (baseline)\n\n{await baseline(b, 50)}"]
             try:
                 if "issue" in args.only:
@@ -924,13 +793,18 @@ async def run(args: argparse.Namespace, sim: Any, operator: OperatorThread) -> s
                     sections.append(f"### (c) Burst ({time.monotonic() - t:.0f}s)\n{burst_table(burst)}")
             finally:
                 await recorder.stop()
-            sections.append(
-                "### API calls made by the operator\n\n"
-                + "\n".join([CALLS_HEAD, *b.call_rows])
-                + calls_detail_table(b.call_detail, args.issue)
-            )
+            if where.counted:
+                sections.append(
+                    "### API calls made by the operator\n\n"
+                    + "\n".join([CALLS_HEAD, *b.call_rows])
+                    + calls_detail_table(b.call_detail, args.issue)
+                )
+            else:
+                sections.append("### API calls made by the operator\n\nNot counted on this target.")
+        rss = operator.rss_mb()
+        sections.append(f"Operator process memory (RSS) at the end: {rss:.0f} MB" if rss else "")
         if not operator.alive:
-            raise RuntimeError(f"the operator stopped: {operator.error!r}")
+            raise RuntimeError(operator.failure())
     return "\n\n".join(sections)
 
 
@@ -942,6 +816,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ttl", type=float, help="shortest TTL in the expiry scenario, s (default 3)")
     parser.add_argument("--burst", type=int, help="requests filed at once (default 200)")
     parser.add_argument("--probes", type=int, help="grants probed with access reviews at mass expiry (20)")
+    parser.add_argument(
+        "--target",
+        default="sim",
+        help="sim (in-memory), envtest (a real control plane from KUBEBUILDER_ASSETS) or an admin kubeconfig file",
+    )
     parser.add_argument(
         "--only", default="issue,expiry,burst", help="comma-separated scenarios: issue,expiry,burst"
     )
@@ -956,27 +835,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--expiry is at most {WORKERS * 2} (bind-mode grantees available: {WORKERS})")
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # Expected here: kopf runs in a thread, so `zsp run`'s signal handling does not apply.
-    logging.getLogger("kopf._core.reactor.running").setLevel(logging.ERROR)
-    logging.getLogger().addHandler(WARNINGS)
     machine = describe()
     began = time.monotonic()
-    CALLS.install()
-    with serve_in_thread(crds=build_crds()) as sim:
-        operator = OperatorThread(sim.kubeconfig)
-        operator.start()
+    with target(args.target) as where:
+        operator = OperatorProcess(where.kubeconfig, where.calls)
         try:
-            report = asyncio.run(run(args, sim, operator))
+            report = asyncio.run(run(args, where, operator))
         finally:
             operator.stop()
     elapsed = time.monotonic() - began
     print(machine)
+    print(f"- tier: {where.name}; the operator as its own process (`zsp run --dev`)")
     print(
         f"- scenarios: issue N={args.issue} per mode, expiry N={args.expiry}, burst N={args.burst}; "
         f"wall time {elapsed:.0f}s; load average at the end: {load()}\n"
     )
     print(report)
-    print(f"\n### Operator warnings\n\n{WARNINGS.report()}")
+    print(f"\n### Operator warnings\n\n{operator.warnings()}")
     return 0
 
 

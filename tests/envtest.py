@@ -12,7 +12,8 @@ How it differs from envtest, and why:
 - kube-controller-manager runs when its binary is present (envtest never runs it) so that
   the garbage collector, the namespace controller and ClusterRole aggregation (`view`,
   `edit`, `admin` are empty without it) behave as in a cluster;
-- webhooks are reached through `clientConfig.url` on 127.0.0.1, so nothing needs DNS.
+- webhooks are reached through `clientConfig.url` on 127.0.0.1, so nothing needs DNS, or
+  through a Service, whose ClusterIP is on loopback (SERVICE_CLUSTER_IP_RANGE).
 
 The pure parts (argument lists, certificates, token file) are unit-tested in
 tests/test_envtest_launcher.py; the rest needs the binaries.
@@ -51,7 +52,10 @@ from zsp_operator.tls import issue_serving_pki, pem_key
 ASSETS_ENV = "KUBEBUILDER_ASSETS"
 ADMIN_USER = "zsp-admin"
 ADMIN_GROUPS = ("system:masters",)
-SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"  # envtest's choice; nothing routes to it here
+# Services get loopback ClusterIPs, so a webhook behind a Service (the chart's way) is reached
+# here as in a cluster: kube-apiserver dials the ClusterIP and the Service's port, and all of
+# 127.0.0.0/8 is this machine. (Endpoint addresses may not be loopback; ClusterIPs may.)
+SERVICE_CLUSTER_IP_RANGE = "127.0.96.0/20"
 # Controllers the stories rely on (old names: they are aliases of the 1.28+ canonical names
 # `garbage-collector-controller`, ... so one spelling works on every release).
 CONTROLLERS = (
@@ -409,8 +413,10 @@ class ControlPlane:
         *,
         start_timeout: float = 90.0,
         keep_files: bool = False,
+        apiserver_extra_args: Sequence[str] = (),
     ) -> None:
         self.assets = assets
+        self.apiserver_extra_args = list(apiserver_extra_args)  # e.g. an audit log for benchmarks
         self.start_timeout = start_timeout
         self.keep_files = keep_files
         self.admin, self.people = static_tokens(users)
@@ -496,7 +502,9 @@ class ControlPlane:
             self.start_timeout,
         )
 
-        apiserver = self._spawn("kube-apiserver", apiserver_args(self.assets.kube_apiserver, layout))
+        apiserver = self._spawn(
+            "kube-apiserver", apiserver_args(self.assets.kube_apiserver, layout) + self.apiserver_extra_args
+        )
         wait_until(
             lambda: (
                 http_get(layout.server + "/readyz", token=self.admin_token, ca_file=self.ca_file)[0] == 200
@@ -549,7 +557,12 @@ class ControlPlane:
 
 
 @contextlib.contextmanager
-def control_plane(users: Mapping[str, Sequence[str]], folder: str | None = None) -> Iterator[ControlPlane]:
+def control_plane(
+    users: Mapping[str, Sequence[str]],
+    folder: str | None = None,
+    *,
+    apiserver_extra_args: Sequence[str] = (),
+) -> Iterator[ControlPlane]:
     """Start a control plane from KUBEBUILDER_ASSETS (or `folder`); stop it on exit.
 
     Raises:
@@ -557,7 +570,7 @@ def control_plane(users: Mapping[str, Sequence[str]], folder: str | None = None)
     """
     assets = find_assets(folder if folder is not None else os.environ.get(ASSETS_ENV))
     keep = bool(os.environ.get("ZSP_ENVTEST_KEEP"))  # keep logs and certificates for debugging
-    with ControlPlane(assets, users, keep_files=keep) as plane:
+    with ControlPlane(assets, users, keep_files=keep, apiserver_extra_args=apiserver_extra_args) as plane:
         yield plane
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from tier_report import observe
 from tiers import Cluster
 from zsp_operator.config import Settings
 from zsp_operator.controller import Controller
@@ -252,6 +253,7 @@ async def wait_for_phase(
         raise AssertionError(
             f"{namespace}/{name} never reached {phases}; status: {(body or {}).get('status')}"
         ) from None
+    observe("phase", f"{name} {result['status']['phase']}")
     return result
 
 

@@ -31,9 +31,10 @@ import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
+from tier_report import REQUIRE_REAL_TIER, TIERS, real_tier_required
+
 REPO = Path(__file__).resolve().parent.parent
 CRD_DIR = REPO / "crds"
-TIERS = ("sim", "envtest")
 # Parameters for a fixture over both tiers; `-m "not envtest"` leaves the real one out.
 TIER_PARAMS = [
     pytest.param(tier, id=tier, marks=[pytest.mark.envtest] if tier == "envtest" else []) for tier in TIERS
@@ -103,9 +104,6 @@ class Cluster:
     admin_token: str  # user zsp-admin in group system:masters
     kubeconfig_path: Path  # admin kubeconfig file
     has_garbage_collector: bool  # envtest only when kube-controller-manager runs
-    # Webhooks behind a Service reached on 127.0.0.1 through a hand-made EndpointSlice: the
-    # sim resolves endpoints; a real server dials the ClusterIP and refuses loopback endpoints.
-    reaches_services_on_loopback: bool
     _issue_user_token: Callable[[str, Sequence[str]], str] = field(repr=False)
     _ca_file: Path | None = field(default=None, repr=False)
     _user_tokens: dict[str, str] = field(default_factory=dict, repr=False)
@@ -160,7 +158,6 @@ def sim_cluster(crds: list[dict[str, Any]]) -> Iterator[Cluster]:
             admin_token=sim.admin_token,
             kubeconfig_path=Path(kubeconfig),
             has_garbage_collector=bool(getattr(sim, "has_garbage_collector", False)),
-            reaches_services_on_loopback=True,
             _issue_user_token=lambda name, groups: sim.user_token(name, groups=tuple(groups)),
         )
 
@@ -183,7 +180,6 @@ def envtest_cluster(crds: list[dict[str, Any]]) -> Iterator[Cluster]:
             admin_token=plane.admin_token,
             kubeconfig_path=plane.kubeconfig_path,
             has_garbage_collector=plane.has_controller_manager,
-            reaches_services_on_loopback=False,
             _issue_user_token=lambda name, _groups: tokens[name],
             _ca_file=plane.ca_file,
         )
@@ -321,5 +317,7 @@ def tier_cluster(tier: str) -> Iterator[Cluster]:
         try:
             real = stack.enter_context(envtest_cluster(crds))
         except envtest.AssetsMissing as missing:
+            if real_tier_required():
+                pytest.fail(f"envtest tier required ({REQUIRE_REAL_TIER} is set) but cannot run: {missing}")
             pytest.skip(f"envtest tier: {missing}")
         yield real

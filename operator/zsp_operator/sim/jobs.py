@@ -87,7 +87,8 @@ def job_status_errors(job: dict[str, Any], old: dict[str, Any]) -> list[FieldErr
     if failed_changed and failed and not target:
         errors.append(
             _omitted(
-                "status.conditions", "cannot set Failed=True condition without the FailureTarget=true condition"
+                "status.conditions",
+                "cannot set Failed=True condition without the FailureTarget=true condition",
             )
         )
     if (complete_changed or met_changed) and complete and not met:
