@@ -31,6 +31,8 @@ _OBSERVED = "zsp-observed"
 # The operator under test acts as this ServiceAccount; its calls are not the story's.
 OPERATOR_SUBJECT = "system:serviceaccount:zsp-system:zsp-operator"
 
+_NAMED_SKIPS = 5  # more skipped for one reason are counted, not named (a whole tier missing)
+
 _observations: list[str] | None = None
 
 
@@ -73,10 +75,9 @@ def resource_of(path: str) -> str:
 
 
 def tier_of(item: pytest.Item) -> str | None:
-    callspec = getattr(item, "callspec", None)
-    if callspec is None:
-        return None
-    return next((value for value in callspec.params.values() if value in TIERS), None)
+    """The tier a test runs on: `tiers.TIER_PARAMS` marks each parameter `tier(NAME)`."""
+    marker = item.get_closest_marker("tier")
+    return str(marker.args[0]) if marker is not None and marker.args else None
 
 
 def story_key(nodeid: str, tier: str) -> str:
@@ -218,9 +219,15 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             for kind in ("passed", "failed", "skipped")
         }
         write(f"{tier}: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
+        by_reason: dict[str, list[str]] = defaultdict(list)
         for nodeid, story in sorted(stories.items()):
             if story.outcome == "skipped":
-                write(f"  skipped {nodeid}: {story.skip_reason}")
+                by_reason[story.skip_reason.removeprefix("Skipped: ")].append(nodeid)
+        for reason, nodeids in by_reason.items():
+            if len(nodeids) > _NAMED_SKIPS:
+                write(f"  {len(nodeids)} skipped: {reason}")
+            else:
+                write("\n".join(f"  skipped {nodeid}: {reason}" for nodeid in nodeids))
     if _tally.differences:
         terminalreporter.section("tier parity: the same story observed differently", red=True)
         for difference in _tally.differences:

@@ -37,7 +37,12 @@ REPO = Path(__file__).resolve().parent.parent
 CRD_DIR = REPO / "crds"
 # Parameters for a fixture over both tiers; `-m "not envtest"` leaves the real one out.
 TIER_PARAMS = [
-    pytest.param(tier, id=tier, marks=[pytest.mark.envtest] if tier == "envtest" else []) for tier in TIERS
+    pytest.param(
+        tier,
+        id=tier,
+        marks=[pytest.mark.tier(tier), *([pytest.mark.envtest] if tier == "envtest" else [])],
+    )
+    for tier in TIERS
 ]
 
 # The people stories act as. On envtest they are lines of the --token-auth-file (static
