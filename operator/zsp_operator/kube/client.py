@@ -56,7 +56,7 @@ def _retry_after(err: ApiException) -> float | None:
     """
     if err.status != 429:
         return None
-    headers = err.headers or {}
+    headers: Mapping[str, str] = err.headers or {}
     try:
         seconds = float(headers.get("Retry-After", 1))
     except (TypeError, ValueError):
