@@ -85,7 +85,8 @@ async def test_a_throttled_call_is_sent_again_until_it_is_served(serve: Serve, m
             body = await kube.get(ACCESS_REQUESTS, "r", "ns")
         else:
             body = await kube.create(ACCESS_REQUESTS, {"metadata": {"name": "r", "namespace": "ns"}})
-    assert body is not None and body["metadata"]["name"] == "r"
+    assert body is not None
+    assert body["metadata"]["name"] == "r"
     assert server.methods == [method] * 4
 
 
