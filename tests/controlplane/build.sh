@@ -3,8 +3,8 @@
 # folder laid out as setup-envtest lays it out, and prints that folder (for KUBEBUILDER_ASSETS).
 #
 # The folder is keyed by the Kubernetes release and a digest of go.mod, go.sum and the three
-# mains, so a cached build is reused until any of them changes. A cold build takes about ten
-# minutes on two cores; a warm one, a second.
+# mains, so a cached build is reused until any of them changes. A cold build takes under five
+# minutes on two cores; a cached one, a second.
 #
 #   export KUBEBUILDER_ASSETS="$(tests/controlplane/build.sh)"
 #
