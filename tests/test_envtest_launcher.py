@@ -223,7 +223,7 @@ def test_apiserver_args() -> None:
         "secure-port": "6443",
         "advertise-address": "127.0.0.1",
         "endpoint-reconciler-type": "none",
-        "service-cluster-ip-range": "10.0.0.0/24",
+        "service-cluster-ip-range": "127.0.96.0/20",
         "tls-cert-file": "/tmp/cp/apiserver.crt",
         "tls-private-key-file": "/tmp/cp/apiserver.key",
         "cert-dir": "/tmp/cp/cert-dir",

@@ -127,8 +127,10 @@ def _watch_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
             return await original(self, method, path, **kwargs)
         except KubeError as err:
             resource = resource_of(path)
+            dry_run = bool((kwargs.get("query") or {}).get("dryRun"))
             if (
-                _is_story_write(method, resource, err)
+                not dry_run
+                and _is_story_write(method, resource, err)
                 and token_subject(self.connection.token) != OPERATOR_SUBJECT
             ):
                 observe("refused", f"{method} {resource}: {err.status} {err.reason}")
@@ -140,8 +142,9 @@ def _watch_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
 def _is_story_write(method: str, resource: str, err: Any) -> bool:
     """A write whose refusal is part of the story.
 
-    Left out: reads; access reviews, which are questions (stories poll them until the answer
-    changes, so how many were asked is timing); and `AlreadyExists`, which set-up code takes
+    Left out: reads; dry runs (readiness probes repeat them until the webhooks answer) and
+    access reviews, which are questions (stories poll them until the answer changes, so how
+    many were asked is timing); and `AlreadyExists`, which set-up code takes
     as "already there" when it installs what an earlier story on the same server installed.
     """
     if method == "GET" or resource.endswith(("accessreviews", "tokenreviews")):

@@ -1,21 +1,28 @@
-"""Webhooks reached through a `service` reference, resolved by the in-memory API server.
+"""Webhooks reached through a `service` reference, dialled by the in-memory API server as
+kube-apiserver does by default: at the Service's ClusterIP and port.
+
+The backends listen on 0.0.0.0, as the operator does behind its Service: ClusterIPs are on
+loopback (sim/services.py), so a connection to CLUSTERIP:PORT reaches them.
 
 Covered:
-- the call goes to an address of the Service's EndpointSlice (the slice port named like
-  the Service port 443, which a reference without `port` means), and the certificate is
-  verified for `name.namespace.svc` against the caBundle: a certificate naming only that
-  host is accepted although the address dialled is 127.0.0.1;
+- the call goes to the Service's ClusterIP and its `port` (a reference without `port`
+  means 443), with Host `name.namespace.svc:port`, and the certificate is verified for
+  `name.namespace.svc` against the caBundle; no EndpointSlice is needed, and a Service's
+  targetPort plays no part;
 - a certificate for another Service's name is refused;
-- no Service, no such Service port, an ExternalName Service, no EndpointSlice, a slice
-  port of another name, only unready endpoints: each fails the call with the reason the
-  real server gives, and `failurePolicy: Ignore` lets the write through.
+- an ExternalName Service is dialled at its external name and the referenced port, still
+  verified for `name.namespace.svc` (the real resolver does not refuse it);
+- no Service, no Service port with the referenced number, a headless Service: each fails
+  the call with the reason the real server gives, and `failurePolicy: Ignore` lets the
+  write through.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -23,28 +30,39 @@ from aiohttp import web
 from simkit import Raw
 
 from zsp_operator.sim.certs import self_signed
+from zsp_operator.sim.services import DEFAULT_SERVICE_CIDR
 from zsp_operator.tls import service_dns_names
 
 ADMISSION = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
 SERVICES = "/api/v1/namespaces/default/services"
-SLICES = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
+NOBODY_LISTENS = 9  # the discard port: a targetPort the call must not go to
+
+
+@dataclass
+class Call:
+    """What a backend saw of one call: the address it was dialled at, and the request."""
+
+    local_address: str
+    host: str
+    name: str
 
 
 @dataclass
 class Backend:
     port: int
     ca_bundle: str
-    reviews: list[dict[str, Any]]
+    calls: list[Call] = field(default_factory=list)
 
 
 async def _serve(hosts: tuple[str, ...]) -> tuple[web.AppRunner, Backend]:
     certificate = self_signed(hosts[0], hosts)
-    backend = Backend(0, base64.b64encode(certificate.cert_pem).decode(), [])
+    backend = Backend(0, base64.b64encode(certificate.cert_pem).decode())
 
     async def allow(request: web.Request) -> web.Response:
         review = await request.json()
-        backend.reviews.append(review)
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        backend.calls.append(Call(sockname[0] if sockname else "", request.host, review["request"]["name"]))
         response = {"uid": review["request"]["uid"], "allowed": True}
         return web.json_response(
             {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
@@ -54,7 +72,7 @@ async def _serve(hosts: tuple[str, ...]) -> tuple[web.AppRunner, Backend]:
     app.router.add_post("/check", allow)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=certificate.server_context())
+    site = web.TCPSite(runner, "0.0.0.0", 0, ssl_context=certificate.server_context())
     await site.start()
     backend.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, backend
@@ -67,29 +85,13 @@ async def backend() -> AsyncIterator[Backend]:
     await runner.cleanup()
 
 
-def service(name: str = "hooks", port: int = 443, kind: str = "ClusterIP") -> dict[str, Any]:
-    """A Service without selector: its endpoints are the hand-made EndpointSlice."""
+def service(port: int, **spec: Any) -> dict[str, Any]:
+    """The Service `hooks` without selector: nothing but its ClusterIP leads to the backend."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name},
-        "spec": {"type": kind, "ports": [{"name": "https", "port": port, "targetPort": 9443}]},
-    }
-
-
-def endpoint_slice(
-    port: int, *, service_name: str = "hooks", port_name: str = "https", ready: bool | None = True
-) -> dict[str, Any]:
-    endpoint: dict[str, Any] = {"addresses": ["127.0.0.1"]}
-    if ready is not None:
-        endpoint["conditions"] = {"ready": ready}
-    return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {"name": f"{service_name}-1", "labels": {"kubernetes.io/service-name": service_name}},
-        "addressType": "IPv4",
-        "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
-        "endpoints": [endpoint],
+        "metadata": {"name": "hooks"},
+        "spec": {"ports": [{"name": "https", "port": port, "targetPort": NOBODY_LISTENS}], **spec},
     }
 
 
@@ -122,97 +124,97 @@ def configuration(ca_bundle: str, *, port: int | None = None, failure_policy: st
     }
 
 
-async def test_a_service_reference_is_called_at_its_endpoint_and_verified_for_its_svc_name(
-    raw: Raw, backend: Backend
+@pytest.mark.parametrize("kind", ["ClusterIP", "NodePort", "LoadBalancer"])
+async def test_a_service_reference_is_called_at_the_cluster_ip_and_port_and_verified_for_its_svc_name(
+    raw: Raw, backend: Backend, kind: str
 ) -> None:
-    await raw.ok("POST", SERVICES, service())
-    await raw.ok("POST", SLICES, endpoint_slice(backend.port, ready=None))  # unknown readiness: ready
-    await raw.ok("POST", ADMISSION, configuration(backend.ca_bundle))
+    created = await raw.ok("POST", SERVICES, service(backend.port, type=kind))
+    cluster_ip = created["spec"]["clusterIP"]
+    assert ipaddress.ip_address(cluster_ip) in ipaddress.ip_network(DEFAULT_SERVICE_CIDR)
+    await raw.ok("POST", ADMISSION, configuration(backend.ca_bundle, port=backend.port))
     await raw.ok("POST", CONFIGMAPS, {"metadata": {"name": "through-the-service"}})
-    assert [r["request"]["name"] for r in backend.reviews] == ["through-the-service"]
+    assert backend.calls == [Call(cluster_ip, f"hooks.default.svc:{backend.port}", "through-the-service")]
+
+
+async def test_a_reference_without_port_means_service_port_443(raw: Raw, backend: Backend) -> None:
+    await raw.ok("POST", SERVICES, service(backend.port))
+    await raw.ok("POST", ADMISSION, configuration(backend.ca_bundle))
+    status, body = await raw.call("POST", CONFIGMAPS, {"metadata": {"name": "x"}})
+    assert (status, body["message"]) == (
+        500,
+        'Internal error occurred: failed calling webhook "svc.test.zsp.dev": failed to call webhook: '
+        'Post "https://hooks.default.svc:443/check?timeout=2s": no service port 443 found for service "hooks"',
+    )
+    assert backend.calls == []
 
 
 async def test_a_certificate_for_another_services_name_is_refused(raw: Raw) -> None:
     runner, other = await _serve(service_dns_names("default", "other"))
     try:
-        await raw.ok("POST", SERVICES, service())
-        await raw.ok("POST", SLICES, endpoint_slice(other.port))
-        await raw.ok("POST", ADMISSION, configuration(other.ca_bundle))
+        await raw.ok("POST", SERVICES, service(other.port))
+        await raw.ok("POST", ADMISSION, configuration(other.ca_bundle, port=other.port))
         status, body = await raw.call("POST", CONFIGMAPS, {"metadata": {"name": "x"}})
     finally:
         await runner.cleanup()
     assert status == 500
-    assert 'Post "https://hooks.default.svc:443/check"' in body["message"]
+    assert body["message"].startswith(
+        'Internal error occurred: failed calling webhook "svc.test.zsp.dev": failed to call webhook: '
+        f'Post "https://hooks.default.svc:{other.port}/check?timeout=2s": '
+    )
     assert "certificate verify failed" in body["message"], body["message"]
-    assert other.reviews == []
+    assert other.calls == []
 
 
-Setup = Callable[[int], list[tuple[str, dict[str, Any]]]]
-UNRESOLVABLE: list[tuple[str, Setup, int | None, str]] = [
-    ("no Service", lambda port: [], None, 'service "hooks" not found'),
+async def test_an_external_name_service_is_dialled_at_its_name(raw: Raw, backend: Backend) -> None:
+    external = {"type": "ExternalName", "externalName": "localhost"}
+    created = await raw.ok("POST", SERVICES, service(backend.port, **external))
+    assert "clusterIP" not in created["spec"]
+    await raw.ok("POST", ADMISSION, configuration(backend.ca_bundle, port=backend.port))
+    await raw.ok("POST", CONFIGMAPS, {"metadata": {"name": "by-name"}})
+    assert [(c.host, c.name) for c in backend.calls] == [(f"hooks.default.svc:{backend.port}", "by-name")]
+
+
+Setup = Callable[[int], list[dict[str, Any]]]
+UNRESOLVABLE: list[tuple[str, Setup, Callable[[int], int], str]] = [
+    ("no Service", lambda port: [], lambda port: port, 'service "hooks" not found'),
     (
-        "no such Service port",
-        lambda port: [(SERVICES, service()), (SLICES, endpoint_slice(port))],
-        8443,
-        'no service port 8443 found for service "hooks"',
+        "no Service port with that number",
+        lambda port: [service(port)],
+        lambda port: 8443 if port != 8443 else 8444,
+        'no service port {port} found for service "hooks"',
     ),
     (
-        "ExternalName Service",
-        lambda port: [
-            (
-                SERVICES,
-                {
-                    **service(kind="ExternalName"),
-                    "spec": {"type": "ExternalName", "externalName": "example.com"},
-                },
-            )
-        ],
-        None,
-        'unsupported service type "ExternalName"',
+        "the targetPort is no Service port",
+        lambda port: [{**service(NOBODY_LISTENS), "spec": {"ports": [{"port": 443, "targetPort": port}]}}],
+        lambda port: port,
+        'no service port {port} found for service "hooks"',
     ),
     (
-        "no EndpointSlice",
-        lambda port: [(SERVICES, service())],
-        None,
-        'no endpoints available for service "hooks"',
-    ),
-    (
-        "EndpointSlice of another Service",
-        lambda port: [(SERVICES, service()), (SLICES, endpoint_slice(port, service_name="other"))],
-        None,
-        'no endpoints available for service "hooks"',
-    ),
-    (
-        "slice port of another name",
-        lambda port: [(SERVICES, service()), (SLICES, endpoint_slice(port, port_name="metrics"))],
-        None,
-        'no endpoints available for service "hooks"',
-    ),
-    (
-        "only unready endpoints",
-        lambda port: [(SERVICES, service()), (SLICES, endpoint_slice(port, ready=False))],
-        None,
-        'no endpoints available for service "hooks"',
+        "headless Service",
+        lambda port: [service(port, clusterIP="None")],
+        lambda port: port,
+        'cannot route to service with ClusterIP "None"',
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("setup", "port", "reason"), [c[1:] for c in UNRESOLVABLE], ids=[c[0] for c in UNRESOLVABLE]
+    ("setup", "reference_port", "reason"), [c[1:] for c in UNRESOLVABLE], ids=[c[0] for c in UNRESOLVABLE]
 )
-async def test_a_service_without_a_ready_endpoint_fails_the_call_or_is_ignored(
-    raw: Raw, backend: Backend, setup: Setup, port: int | None, reason: str
+async def test_an_unroutable_service_fails_the_call_or_is_ignored(
+    raw: Raw, backend: Backend, setup: Setup, reference_port: Callable[[int], int], reason: str
 ) -> None:
-    for path, body in setup(backend.port):
-        await raw.ok("POST", path, body)
+    for body in setup(backend.port):
+        await raw.ok("POST", SERVICES, body)
+    port = reference_port(backend.port)
     await raw.ok("POST", ADMISSION, configuration(backend.ca_bundle, port=port))
     status, body = await raw.call("POST", CONFIGMAPS, {"metadata": {"name": "blocked"}})
     assert (status, body["reason"]) == (500, "InternalError")
     assert body["message"] == (
         'Internal error occurred: failed calling webhook "svc.test.zsp.dev": failed to call webhook: '
-        f'Post "https://hooks.default.svc:{port or 443}/check": {reason}'
+        f'Post "https://hooks.default.svc:{port}/check?timeout=2s": {reason.format(port=port)}'
     )
     await raw.ok("DELETE", f"{ADMISSION}/svc.test.zsp.dev")
     await raw.ok("POST", ADMISSION, configuration(backend.ca_bundle, port=port, failure_policy="Ignore"))
     await raw.ok("POST", CONFIGMAPS, {"metadata": {"name": "let-through"}})
-    assert backend.reviews == []
+    assert backend.calls == []

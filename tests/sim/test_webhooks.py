@@ -194,7 +194,7 @@ async def test_an_unreachable_webhook_fails_closed_or_is_ignored(raw: Raw) -> No
     assert (status, body["reason"]) == (500, "InternalError")
     assert body["message"].startswith(
         'Internal error occurred: failed calling webhook "closed.test.zsp.dev": failed to call webhook: '
-        f'Post "{url}"'
+        f'Post "{url}?timeout=2s"'
     )
 
 
@@ -209,7 +209,7 @@ async def test_a_service_reference_to_a_missing_service_fails_the_call(raw: Raw)
     assert status == 500
     assert body["message"].endswith(
         'failed calling webhook "svc.test.zsp.dev": failed to call webhook: '
-        'Post "https://hooks.default.svc:443/": service "hooks" not found'
+        'Post "https://hooks.default.svc:443/?timeout=2s": service "hooks" not found'
     )
 
 

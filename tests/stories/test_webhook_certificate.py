@@ -1,10 +1,12 @@
 """Story: in a cluster without cert-manager the operator keeps its webhook certificate itself.
 
 The chart's objects are made first, as an admin would: a Service without selector whose
-hand-made EndpointSlice points at the operator's webhook port on 127.0.0.1, and the
-Mutating- and ValidatingWebhookConfiguration `zsp-operator` with the webhooks kopf serves,
-each a `service` reference without caBundle. The operator runs with `--webhook-service`
-(not `--dev`), as its own ServiceAccount with deploy/operator-rbac.yaml.
+port is the operator's webhook port, and the Mutating- and ValidatingWebhookConfiguration
+`zsp-operator` with the webhooks kopf serves, each a `service` reference to that port
+without caBundle. The API server (either tier) dials the Service's ClusterIP, which is on
+loopback, so the operator serving on 0.0.0.0 is reached as in a cluster. The operator
+runs with `--webhook-service` (not `--dev`), as its own ServiceAccount with
+deploy/operator-rbac.yaml.
 
 Covered:
 - the first start stores a kubernetes.io/tls Secret (ca.crt, tls.crt, tls.key) whose
@@ -63,7 +65,6 @@ from zsp_operator.tls import (
 from zsp_operator.webhookcert import WebhookService, ensure_certificate, inject_ca_bundle, material_of
 
 SERVICES = Resource("", "v1", "services", "Service")
-ENDPOINT_SLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
 SERVICE = "zsp-operator-webhook"
 CONFIGURATION = "zsp-operator"  # the default of --webhook-configuration, named in the RBAC
 SECRET = f"{SERVICE}-tls"  # the default of --webhook-secret
@@ -82,16 +83,6 @@ WEBHOOKS = [
 ]
 
 
-@pytest.fixture
-def reachable(cluster: Cluster) -> Cluster:
-    if not cluster.reaches_services_on_loopback:
-        pytest.skip(
-            "a real API server dials a Service's ClusterIP, which has no route here, and "
-            "refuses EndpointSlice addresses on loopback"
-        )
-    return cluster
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("0.0.0.0", 0))
@@ -99,24 +90,14 @@ def free_port() -> int:
 
 
 def chart_objects(namespace: str, port: int) -> list[tuple[Resource, Body]]:
-    """What the chart creates, with the EndpointSlice a Service's selector would have made."""
+    """What the chart creates; the Service needs no endpoints, its ClusterIP is dialled."""
     service = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": SERVICE, "namespace": namespace},
-        "spec": {"ports": [{"name": "webhooks", "port": 443, "targetPort": port}]},
-    }
-    endpoints = {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": f"{SERVICE}-1",
-            "namespace": namespace,
-            "labels": {"kubernetes.io/service-name": SERVICE},
-        },
-        "addressType": "IPv4",
-        "ports": [{"name": "webhooks", "port": port, "protocol": "TCP"}],
-        "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
+        # The Service's port is the operator's: the API server dials ClusterIP:port, and
+        # ClusterIPs are on loopback in both tiers (tests/envtest.py, sim/services.py).
+        "spec": {"ports": [{"name": "webhooks", "port": port, "targetPort": port}]},
     }
     configurations: list[tuple[Resource, Body]] = []
     for res in (MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS):
@@ -124,7 +105,7 @@ def chart_objects(namespace: str, port: int) -> list[tuple[Resource, Body]]:
             {
                 "name": f"{handler}.{c.GROUP}",
                 "clientConfig": {
-                    "service": {"namespace": namespace, "name": SERVICE, "path": f"/{handler}", "port": 443}
+                    "service": {"namespace": namespace, "name": SERVICE, "path": f"/{handler}", "port": port}
                 },
                 "rules": [
                     {
@@ -151,7 +132,7 @@ def chart_objects(namespace: str, port: int) -> list[tuple[Resource, Body]]:
             "webhooks": hooks,
         }
         configurations.append((res, body))
-    return [(SERVICES, service), (ENDPOINT_SLICES, endpoints), *configurations]
+    return [(SERVICES, service), *configurations]
 
 
 @contextlib.asynccontextmanager
@@ -248,14 +229,14 @@ async def file_request(w: Any, name: str) -> dict[str, Any]:
 
 
 async def test_the_operator_issues_reuses_and_renews_its_webhook_certificate(
-    reachable: Cluster, namespace: str
+    cluster: Cluster, namespace: str
 ) -> None:
     port = free_port()
     names = service_dns_names(namespace, SERVICE)
-    async with world(reachable, **PENDING) as w, installed(reachable, namespace, port) as admin:
+    async with world(cluster, **PENDING) as w, installed(cluster, namespace, port) as admin:
         assert await trusted_cas_missing(admin), "the chart's configurations start without caBundle"
 
-        async with serving_operator(reachable, namespace, port):
+        async with serving_operator(cluster, namespace, port):
             requester = await file_request(w, "through-the-service")
             assert requester["username"] == w.pipeline_user
         secret = await admin.get(SECRETS, SECRET, namespace)
@@ -265,7 +246,7 @@ async def test_the_operator_issues_reuses_and_renews_its_webhook_certificate(
         assert certificate_problem(first, names, dt.datetime.now(dt.UTC)) is None
         assert set(await trusted_cas(admin)) == {first[CA_CERT]}
 
-        async with serving_operator(reachable, namespace, port):
+        async with serving_operator(cluster, namespace, port):
             await file_request(w, "after-a-restart")
         again = await admin.get(SECRETS, SECRET, namespace)
         assert again is not None
@@ -273,7 +254,7 @@ async def test_the_operator_issues_reuses_and_renews_its_webhook_certificate(
         assert material_of(again) == first
 
         expiring = await store_expiring(admin, namespace)
-        async with serving_operator(reachable, namespace, port):
+        async with serving_operator(cluster, namespace, port):
             await file_request(w, "after-renewal")
         renewed = material_of(await admin.get(SECRETS, SECRET, namespace))
         assert renewed[TLS_CERT] != expiring.serving_cert
@@ -300,13 +281,13 @@ async def served_certificate(port: int) -> bytes:
 
 
 async def test_a_certificate_nearing_expiry_is_renewed_and_served_without_a_restart(
-    reachable: Cluster, namespace: str
+    cluster: Cluster, namespace: str
 ) -> None:
     port = free_port()
     async with (
-        world(reachable, **PENDING) as w,
-        installed(reachable, namespace, port) as admin,
-        serving_operator(reachable, namespace, port, webhook_cert_refresh="1s"),
+        world(cluster, **PENDING) as w,
+        installed(cluster, namespace, port) as admin,
+        serving_operator(cluster, namespace, port, webhook_cert_refresh="1s"),
     ):
         first = material_of(await admin.get(SECRETS, SECRET, namespace))
         assert certificate(await served_certificate(port)) == certificate(first[TLS_CERT])

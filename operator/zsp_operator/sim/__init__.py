@@ -25,13 +25,17 @@ Known approximations (details in the module docstrings):
   runs on cel-python without the Kubernetes libraries (quantity, url, ip, format, ...),
   cost limits or compile-time checks; messages follow 1.30-1.34 servers.
 - One stored copy per custom resource; versions differ only in apiVersion (conversion None).
-- Built-in kinds are not schema-checked (`validation`); Pods, Deployments, Jobs, Services,
-  EndpointSlices and ReplicaSets print only Name and Age (`printers`).
+- Built-in kinds are not schema-checked (`validation`) beyond what it lists; Pods,
+  Deployments, Jobs, Services, EndpointSlices and ReplicaSets print only Name and Age
+  (`printers`).
+- Services (`services`): a single-stack IPv4 cluster whose ClusterIPs come from
+  127.0.96.0/20 (`service_cidr`), the real test tier's range; other Service defaults
+  (protocols, targetPorts, sessionAffinity, traffic policies) and NodePorts are not
+  applied, and no controller fills EndpointSlices from selectors (`endpointslices` checks
+  their addresses, which may not be loopback, as a real server's).
 - Webhooks (`admission`): no matchConditions or reinvocation. A `service` reference is
-  resolved to an address of the Service's EndpointSlices (as kube-apiserver does with
-  `--enable-aggregator-routing`; by default it dials the ClusterIP). No controller fills
-  EndpointSlices from Service selectors, and their addresses are not validated: a real
-  server refuses loopback ones, which stories use to reach a webhook on 127.0.0.1.
+  dialled at the Service's ClusterIP and port, as kube-apiserver does by default; with
+  loopback ClusterIPs a webhook served on 0.0.0.0 is reached there, in both tiers.
 - Deletion (`deletion`): no grace periods. Lists (`paging`): `resourceVersion` other than
   an Exact match reads the latest state; watch (`watch`) has no watch-list streaming limits.
 - Discovery (`discovery`): OpenAPI v3 without schemas, no OpenAPI v2; no protobuf anywhere.

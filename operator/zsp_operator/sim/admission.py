@@ -8,13 +8,18 @@ objects in the version its rule named (`requestKind`/`requestResource` keep the 
 asked for). Not implemented: matchConditions (ignored: every matching webhook is
 called), reinvocationPolicy, parallel calls to validating webhooks.
 
-A `clientConfig.service` reference (port 443 unless given) is resolved to one ready
-endpoint of the Service's EndpointSlices (label `kubernetes.io/service-name`, the slice
-port named like the Service port with that number), as kube-apiserver does with
-`--enable-aggregator-routing`; by default a real server dials the Service's ClusterIP
-instead, which needs a cluster network the in-memory server does not have. Either way
-the certificate is verified against `caBundle` for the server name `name.namespace.svc`.
-A Service that cannot be resolved counts as a failed call, so `failurePolicy` decides.
+Every call's URL carries `?timeout=<timeoutSeconds>s`, as the real server's does (and so
+do the failure messages, which quote the URL).
+
+A `clientConfig.service` reference (port 443 unless given) is called as kube-apiserver
+calls it by default (kube-aggregator's ClusterIP resolver): at `https://name.namespace.svc:
+port/path`, dialled at the Service's ClusterIP (`sim/services.py`) and that port, the
+Service `port` (not its targetPort; EndpointSlices play no part), or at an ExternalName
+Service's `externalName` and the port. The certificate is verified against `caBundle` for
+the server name `name.namespace.svc`, which is also the Host header. No such Service, no
+Service port with that number or a headless Service fail the call with the real resolver's
+reason, so `failurePolicy` decides. ClusterIPs are on loopback by default, so a webhook
+served on 0.0.0.0 is reached there, as with the real test tier.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import random
 import ssl
 import uuid
 from dataclasses import dataclass, field
@@ -42,9 +46,8 @@ log = logging.getLogger(__name__)
 ADMISSION_GROUP = "admissionregistration.k8s.io"
 DEFAULT_TIMEOUT_SECONDS = 10
 DEFAULT_SERVICE_PORT = 443
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-# Service types whose endpoints the API server routes to (ExternalName has none).
-_ROUTED_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+# Service types the API server reaches at their ClusterIP.
+_CLUSTER_IP_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 # The API server never sends its own webhook configurations to webhooks (no lock-out).
 _EXEMPT = {"mutatingwebhookconfigurations", "validatingwebhookconfigurations"}
 
@@ -246,24 +249,33 @@ class Admission:
 
     async def _post(self, hook: dict[str, Any], review: dict[str, Any]) -> dict[str, Any]:
         config = hook.get("clientConfig") or {}
+        seconds = int(hook.get("timeoutSeconds") or DEFAULT_TIMEOUT_SECONDS)
+        # The API server tells the webhook its deadline, so the parameter is in every URL.
+        deadline = f"timeout={seconds}s"
         url, target, server_name = config.get("url"), None, None
-        if not url:
+        headers: dict[str, str] = {}
+        if url:
+            url = f"{url}{'&' if '?' in url else '?'}{deadline}"
+        else:
             service = config.get("service") or {}
             server_name = f"{service.get('name')}.{service.get('namespace')}.svc"
             port = int(service.get("port") or DEFAULT_SERVICE_PORT)
-            url = f"https://{server_name}:{port}{service.get('path') or ''}"
+            path = f"{service.get('path') or ''}?{deadline}"
+            url = f"https://{server_name}:{port}{path}"
+            headers["Host"] = f"{server_name}:{port}"
             try:
-                host, endpoint_port = self.resolve_service(service)
+                host, dial_port = self.resolve_service(service)
             except ServiceUnavailable as error:
                 raise WebhookCallError(f'failed to call webhook: Post "{url}": {error}') from error
-            target = f"https://{_host_port(host, endpoint_port)}{service.get('path') or ''}"
+            target = f"https://{_host_port(host, dial_port)}{path}"
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        timeout = aiohttp.ClientTimeout(total=hook.get("timeoutSeconds") or DEFAULT_TIMEOUT_SECONDS)
+        timeout = aiohttp.ClientTimeout(total=seconds)
         try:
             async with self._session.post(
                 target or url,
                 json=review,
+                headers=headers,
                 ssl=_ssl_context(config.get("caBundle")),
                 server_hostname=server_name,
                 timeout=timeout,
@@ -281,10 +293,11 @@ class Admission:
         return response
 
     def resolve_service(self, reference: dict[str, Any]) -> tuple[str, int]:
-        """An endpoint (address, port) of the referenced Service, chosen at random.
+        """Where the API server dials a `service` reference: the Service's ClusterIP and the
+        referenced port, which must be one of the Service's; an ExternalName's host instead.
 
         Raises:
-            ServiceUnavailable: no such Service or port, or no ready endpoint for it.
+            ServiceUnavailable: no such Service or port, or a headless Service.
         """
         namespace, name = reference.get("namespace") or "", reference.get("name") or ""
         port = int(reference.get("port") or DEFAULT_SERVICE_PORT)
@@ -293,33 +306,15 @@ class Admission:
             raise ServiceUnavailable(f'service "{name}" not found')
         spec = service.get("spec") or {}
         kind = spec.get("type") or "ClusterIP"
-        if kind not in _ROUTED_TYPES:
-            raise ServiceUnavailable(f'unsupported service type "{kind}"')
-        service_port = next((p for p in spec.get("ports") or [] if p.get("port") == port), None)
-        if service_port is None:
-            raise ServiceUnavailable(f'no service port {port} found for service "{name}"')
-        port_name = service_port.get("name") or ""
-        candidates: list[tuple[str, int]] = []
-        for endpoint_slice in self._store.list(("discovery.k8s.io", "endpointslices"), namespace):
-            labels = (endpoint_slice.get("metadata") or {}).get("labels") or {}
-            if labels.get(SERVICE_NAME_LABEL) != name or endpoint_slice.get("addressType") not in (
-                "IPv4",
-                "IPv6",
-            ):
-                continue
-            slice_port = next(
-                (p for p in endpoint_slice.get("ports") or [] if (p.get("name") or "") == port_name), None
-            )
-            if slice_port is None or slice_port.get("port") is None:
-                continue
-            for endpoint in endpoint_slice.get("endpoints") or []:
-                # An unknown readiness counts as ready (EndpointConditions.ready).
-                if (endpoint.get("conditions") or {}).get("ready") is False or not endpoint.get("addresses"):
-                    continue
-                candidates.append((endpoint["addresses"][0], int(slice_port["port"])))
-        if not candidates:
-            raise ServiceUnavailable(f'no endpoints available for service "{name}"')
-        return random.choice(candidates)  # noqa: S311 - spreading load, not security
+        if kind == "ClusterIP" and spec.get("clusterIP") == "None":
+            raise ServiceUnavailable('cannot route to service with ClusterIP "None"')
+        if kind in _CLUSTER_IP_TYPES:
+            if not any(p.get("port") == port for p in spec.get("ports") or []):
+                raise ServiceUnavailable(f'no service port {port} found for service "{name}"')
+            return str(spec.get("clusterIP") or ""), port
+        if kind == "ExternalName":
+            return str(spec.get("externalName") or ""), port
+        raise ServiceUnavailable(f'unsupported service type "{kind}"')
 
 
 class ServiceUnavailable(Exception):

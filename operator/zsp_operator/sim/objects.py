@@ -2,11 +2,13 @@
 
 uid, creationTimestamp, resourceVersion and generation bookkeeping, generateName,
 status subresources, conflicts on stale resourceVersions, CRD schemas, admission
-webhooks, RBAC escalation checks and dry runs. Deletion lives in `deletion.py`.
+webhooks, RBAC escalation checks, Service ClusterIPs and dry runs. Deletion lives in
+`deletion.py`.
 """
 
 from __future__ import annotations
 
+import builtins
 import copy
 import secrets
 import string
@@ -24,6 +26,7 @@ from zsp_operator.sim.escalation import check_escalation
 from zsp_operator.sim.patch import apply_patch
 from zsp_operator.sim.resources import Registry, ResourceType
 from zsp_operator.sim.schema import apply_defaults, prune, validate_object, version_schema
+from zsp_operator.sim.services import ClusterIPs, begin_service_write
 from zsp_operator.sim.store import Obj, Store
 from zsp_operator.sim.validation import apply_builtin_defaults, builtin_errors, finalizer_errors, name_errors
 
@@ -90,12 +93,14 @@ class Objects:
         admission: Admission,
         authorizer: Authorizer,
         clock: Callable[[], float],
+        cluster_ips: ClusterIPs | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.admission = admission
         self.authorizer = authorizer
         self.clock = clock
+        self.cluster_ips = cluster_ips or ClusterIPs(store)
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -184,6 +189,15 @@ class Objects:
         if found:
             raise E.invalid_object(rtype.kind, rtype.group, meta.get("name", ""), found)
 
+    def _allocate(
+        self, rtype: ResourceType, obj: Obj, old: Obj | None, dry_run: bool, subresource: str
+    ) -> builtins.list[str]:
+        """What the server allocates before validating a write (a Service's ClusterIP), in
+        place; the addresses held until the write is stored or fails (`release`)."""
+        if rtype.group == "" and rtype.plural == "services" and not subresource:
+            return begin_service_write(self.cluster_ips, obj, old, dry_run=dry_run)
+        return []
+
     # --- create -----------------------------------------------------------------------------
 
     async def create(self, ctx: RequestContext, rtype: ResourceType, namespace: str, body: Any) -> Obj:
@@ -227,16 +241,21 @@ class Objects:
         meta["creationTimestamp"] = rfc3339(self.clock())
         if rtype.has_generation:
             meta["generation"] = 1
-        self._validate(rtype, obj, None)
-        check_escalation(self.authorizer, ctx.user, rtype, obj)
-        request.obj, request.name = obj, meta["name"]
-        await self.admission.validate(request)
+        held = self._allocate(rtype, obj, None, ctx.dry_run, "")
+        try:
+            self._validate(rtype, obj, None)
+            check_escalation(self.authorizer, ctx.user, rtype, obj)
+            request.obj, request.name = obj, meta["name"]
+            await self.admission.validate(request)
 
-        if self.store.get(rtype.storage_key, namespace if rtype.namespaced else "", meta["name"]) is not None:
-            raise E.already_exists(rtype.group_resource, meta["name"])
-        if ctx.dry_run:
-            return present(rtype, obj)
-        return present(rtype, self.store.put(rtype.storage_key, obj))
+            stored_in = namespace if rtype.namespaced else ""
+            if self.store.get(rtype.storage_key, stored_in, meta["name"]) is not None:
+                raise E.already_exists(rtype.group_resource, meta["name"])
+            if ctx.dry_run:
+                return present(rtype, obj)
+            return present(rtype, self.store.put(rtype.storage_key, obj))
+        finally:
+            self.cluster_ips.release(held)
 
     def _prepare_create(self, rtype: ResourceType, obj: Obj) -> None:
         if rtype.group == "" and rtype.plural == "namespaces":
@@ -331,23 +350,27 @@ class Objects:
         new = await self.admission.mutate(request) or new
         new = self._merge_system_fields(rtype, current, new, subresource)
         self._schema(ctx, rtype, new, report=False)
-        if rtype.has_generation and _spec_part(new, rtype.has_status) != _spec_part(
-            current, rtype.has_status
-        ):
-            new["metadata"]["generation"] = int(meta.get("generation") or 0) + 1
-        self._validate(rtype, new, current)
-        check_escalation(self.authorizer, ctx.user, rtype, new)
-        request.obj = new
-        await self.admission.validate(request)
+        held = self._allocate(rtype, new, current, ctx.dry_run, subresource)
+        try:
+            if rtype.has_generation and _spec_part(new, rtype.has_status) != _spec_part(
+                current, rtype.has_status
+            ):
+                new["metadata"]["generation"] = int(meta.get("generation") or 0) + 1
+            self._validate(rtype, new, current)
+            check_escalation(self.authorizer, ctx.user, rtype, new)
+            request.obj = new
+            await self.admission.validate(request)
 
-        latest = self.store.get(rtype.storage_key, meta.get("namespace", ""), meta["name"])
-        if latest is None:
-            raise E.not_found(rtype.group_resource, meta["name"])
-        if latest["metadata"]["resourceVersion"] != meta["resourceVersion"]:
-            raise _ChangedMeanwhile
-        if new == current or ctx.dry_run:
-            return new  # an update that changes nothing writes nothing and notifies no one
-        return self.commit(rtype, new)
+            latest = self.store.get(rtype.storage_key, meta.get("namespace", ""), meta["name"])
+            if latest is None:
+                raise E.not_found(rtype.group_resource, meta["name"])
+            if latest["metadata"]["resourceVersion"] != meta["resourceVersion"]:
+                raise _ChangedMeanwhile
+            if new == current or ctx.dry_run:
+                return new  # an update that changes nothing writes nothing and notifies no one
+            return self.commit(rtype, new)
+        finally:
+            self.cluster_ips.release(held)
 
     def _merge_system_fields(self, rtype: ResourceType, current: Obj, new: Obj, subresource: str) -> Obj:
         """Keep what clients may not change: system metadata, and spec vs status per subresource."""

@@ -27,6 +27,7 @@ from zsp_operator.sim.objects import Objects, RequestContext
 from zsp_operator.sim.resources import Registry
 from zsp_operator.sim.reviews import Reviews
 from zsp_operator.sim.seed import NAMESPACES, cluster_role_bindings, cluster_roles
+from zsp_operator.sim.services import DEFAULT_SERVICE_CIDR, ClusterIPs
 from zsp_operator.sim.store import Store
 from zsp_operator.sim.tokens import TokenSigner
 
@@ -39,11 +40,21 @@ class SimServer:
 
     Plain HTTP by default. `tls=True` serves HTTPS with a self-signed certificate that
     the kubeconfigs carry: kubectl (client-go) only sends bearer tokens over TLS.
+    Services get ClusterIPs from `service_cidr` (an IPv4 range, on loopback by default so
+    that webhooks behind Services are reachable on this machine).
     """
 
-    def __init__(self, crds: Iterable[dict[str, Any]] = (), host: str = "127.0.0.1", port: int = 0,
-                 *, tls: bool = False, bookmark_interval: float = 5.0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        crds: Iterable[dict[str, Any]] = (),
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: bool = False,
+        bookmark_interval: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        service_cidr: str = DEFAULT_SERVICE_CIDR,
+    ) -> None:
         self.host = host
         self.port = port
         self.clock = clock
@@ -55,7 +66,10 @@ class SimServer:
         self.authenticator = Authenticator(self.store, self.signer, clock)
         self.authorizer = Authorizer(self.store)
         self.admission = Admission(self.store, self.registry)
-        self.objects = Objects(self.store, self.registry, self.admission, self.authorizer, clock)
+        self.cluster_ips = ClusterIPs(self.store, service_cidr)
+        self.objects = Objects(
+            self.store, self.registry, self.admission, self.authorizer, clock, self.cluster_ips
+        )
         self.deleter = Deleter(self.objects)
         self.reviews = Reviews(self.objects, self.authenticator, self.authorizer, self.signer, clock)
         self._bookmark_interval = bookmark_interval
@@ -69,8 +83,15 @@ class SimServer:
         self._controllers = Controllers(self.objects, self.deleter)
         self._controllers.start()
         await self._seed()
-        handler = ApiHandler(self.objects, self.deleter, self.reviews, self.authenticator, self.authorizer,
-                             self._bookmark_interval, f"{self.host}:{self.port}")
+        handler = ApiHandler(
+            self.objects,
+            self.deleter,
+            self.reviews,
+            self.authenticator,
+            self.authorizer,
+            self._bookmark_interval,
+            f"{self.host}:{self.port}",
+        )
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", handler.handle)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
@@ -98,8 +119,9 @@ class SimServer:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.stop()
 
     async def settle(self) -> None:
@@ -167,8 +189,9 @@ class SimServer:
             "preferences": {},
         }
 
-    def write_kubeconfig(self, path: str | pathlib.Path, token: str | None = None,
-                         namespace: str | None = None) -> pathlib.Path:
+    def write_kubeconfig(
+        self, path: str | pathlib.Path, token: str | None = None, namespace: str | None = None
+    ) -> pathlib.Path:
         """Write a kubeconfig (mode 0600: it holds a token) and return its path."""
         target = pathlib.Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -179,8 +202,9 @@ class SimServer:
 
 
 @contextlib.contextmanager
-def serve_in_thread(crds: Iterable[dict[str, Any]] = (), host: str = "127.0.0.1", port: int = 0,
-                    **options: Any) -> Iterator[SimServer]:
+def serve_in_thread(
+    crds: Iterable[dict[str, Any]] = (), host: str = "127.0.0.1", port: int = 0, **options: Any
+) -> Iterator[SimServer]:
     """Run a SimServer on its own event loop in a daemon thread for the duration of the block."""
     sim = SimServer(crds, host, port, **options)
     loop = asyncio.new_event_loop()

@@ -1,8 +1,9 @@
 """Built-in validation the real API server does that our stories can run into.
 
 Object names, RBAC roleRef/subjects, webhook URLs, CRD names, Job status transitions
-(`sim/jobs.py`) and TokenRequest lifetimes. Built-in kinds are otherwise not schema-checked: unknown fields of
-built-in kinds are kept, whatever `fieldValidation` says.
+(`sim/jobs.py`), Service addresses (`sim/services.py`), EndpointSlice addresses
+(`sim/endpointslices.py`) and TokenRequest lifetimes. Built-in kinds are otherwise not
+schema-checked: unknown fields of built-in kinds are kept, whatever `fieldValidation` says.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import base64
 import re
 from typing import Any
 
+from zsp_operator.sim.endpointslices import endpoint_slice_errors
 from zsp_operator.sim.errors import FieldError, forbidden_field, invalid, not_supported, required
 from zsp_operator.sim.jobs import job_status_errors
 from zsp_operator.sim.resources import ResourceType
+from zsp_operator.sim.services import apply_service_defaults, service_errors
 
 _SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -151,6 +154,10 @@ def builtin_errors(rtype: ResourceType, obj: dict[str, Any], old: dict[str, Any]
         return _crd_errors(obj, old)
     if rtype.group == "batch" and rtype.plural == "jobs" and old is not None:
         return job_status_errors(obj, old)
+    if rtype.group == "" and rtype.plural == "services":
+        return service_errors(obj, old)
+    if rtype.group == "discovery.k8s.io" and rtype.plural == "endpointslices":
+        return endpoint_slice_errors(obj, old)
     return []
 
 
@@ -182,3 +189,5 @@ def apply_builtin_defaults(rtype: ResourceType, obj: dict[str, Any]) -> None:
             for key, value in string_data.items():
                 data[key] = base64.b64encode(str(value).encode()).decode()
         obj.setdefault("type", "Opaque")
+    if rtype.group == "" and rtype.plural == "services":
+        apply_service_defaults(obj)
