@@ -313,6 +313,11 @@ class GrantService:
         """Delete the TaskGrant; its finalizer handler releases it after a last teardown."""
         await self.kube.delete(TASK_GRANTS, grant.name, grant.namespace, uid=grant.metadata.uid)
 
+    async def remove(self, grant: TaskGrant) -> None:
+        """Tear down everything of the grant, then the TaskGrant itself: one attempt."""
+        await self.teardown(grant)
+        await self.delete_grant(grant)
+
     async def remove_everything(self, grant: TaskGrant) -> None:
         """Roll back a failed issuance, retrying briefly.
 
@@ -323,8 +328,7 @@ class GrantService:
         delay = 0.1
         for attempt in range(1, 6):
             try:
-                await self.teardown(grant)
-                await self.delete_grant(grant)
+                await self.remove(grant)
                 return
             except KubeError as err:
                 log.warning("rollback of grant %s failed (attempt %d): %s", grant.name, attempt, err)

@@ -78,7 +78,9 @@ class Revoker:
 
     def discard_soon(self, grant: TaskGrant) -> asyncio.Task[None]:
         """Keep removing a grant that never went live until nothing of it is left; report nothing."""
-        return self._start(grant, "rolling back", lambda: self.grants.remove_everything(grant))
+        # One attempt per round: this loop already backs off, so the rollback's own brief retries
+        # would only nest inside it.
+        return self._start(grant, "rolling back", lambda: self.grants.remove(grant))
 
     async def revoke(self, grant: TaskGrant, reason: str, message: str) -> None:
         await asyncio.shield(self.revoke_soon(grant, reason, message))
