@@ -10,7 +10,7 @@ import asyncio
 import builtins
 import json
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -174,6 +174,28 @@ class Kube:
             item.setdefault("apiVersion", res.api_version)
             item.setdefault("kind", res.kind)
         return items
+
+    async def list_pages(
+        self, res: Resource, namespace: str | None = None, *, limit: int = 500
+    ) -> AsyncGenerator[tuple[builtins.list[Body], str], None]:
+        """The objects `limit` at a time, each page with the list's resourceVersion.
+
+        Every page shows the objects as of the first one, so the resourceVersion is where a
+        watch picks up. A continue token that expired raises Gone: start a new list then.
+        """
+        token: str | None = None
+        while True:
+            query = {"limit": limit, "continue": token}
+            result = await self._call("GET", res.path(namespace), query=query)
+            items: builtins.list[Body] = result.get("items") or []
+            for item in items:
+                item.setdefault("apiVersion", res.api_version)
+                item.setdefault("kind", res.kind)
+            meta = result.get("metadata") or {}
+            yield items, str(meta.get("resourceVersion") or "")
+            token = meta.get("continue") or None
+            if token is None:
+                return
 
     async def create(
         self, res: Resource, body: Body, namespace: str | None = None, *, dry_run: bool = False
