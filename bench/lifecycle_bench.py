@@ -18,6 +18,10 @@ Scenarios:
            at once. Then N more, filed four at a time, each with the TTL that makes them all
            expire within the same second, and the revocation lag of each.
 
+Before the operator starts, bench/ceiling.py measures the API server's own figures for the same
+calls as the operator's identity, and the report opens with each headline figure beside them
+(`--no-ceiling` skips it).
+
 All times are wall-clock (`time.time()`, the same clock the operator stamps status with).
 
     python bench/lifecycle_bench.py                    # the full run on the in-memory server
@@ -42,6 +46,7 @@ from datetime import datetime
 from typing import Any
 
 import yaml
+from ceiling import ceiling_section, measure_ceiling
 from machine import describe, load
 from targets import CallCounter, OperatorProcess, Target, target
 
@@ -92,16 +97,32 @@ def parse_time(text: str | None) -> float | None:
 
 
 CALL_VERBS = ("get", "list", "create", "patch", "patch status", "update", "delete", "create token")
+# The budget tracked per grant, in API calls other than Events (issue to teardown); lists: none.
+BUDGET = {"bind": 10, "ephemeral": 14}
 
 
-def calls_row(label: str, before: Counter[str], after: Counter[str], grants: int) -> str:
+def _verb(key: str) -> tuple[str, str]:
+    """`patch status accessrequests` -> (`patch status`, `accessrequests`)."""
+    verb, _, resource = key.rpartition(" ")
+    return verb, resource
+
+
+def calls_row(label: str, before: Counter[str], after: Counter[str], grants: int, budget: float) -> str:
+    """One row from detail counters (verb and resource): Events apart from the rest."""
     used = after - before
-    per = [used.get(v, 0) / grants for v in CALL_VERBS]
-    other = sum(n for v, n in used.items() if v not in CALL_VERBS) / grants
+    events = sum(n for k, n in used.items() if _verb(k)[1] == "events")
+    verbs: Counter[str] = Counter()
+    for key, n in used.items():
+        verb, resource = _verb(key)
+        if resource != "events":
+            verbs[verb] += n
+    rest = sum(verbs.values())
+    per = [verbs.get(v, 0) / grants for v in CALL_VERBS]
+    other = sum(n for v, n in verbs.items() if v not in CALL_VERBS) / grants
+    within = rest / grants <= budget and verbs.get("list", 0) == 0
     return (
-        f"| {label} | {sum(used.values()) / grants:.1f} | "
-        + " | ".join(f"{x:.1f}" for x in [*per, other])
-        + " |"
+        f"| {label} | {rest / grants:.1f} | {budget:g} | {'within' if within else 'over'} "
+        f"| {events / grants:.1f} | " + " | ".join(f"{x:.1f}" for x in [*per, other]) + " |"
     )
 
 
@@ -124,10 +145,10 @@ def calls_detail_table(detail: dict[str, Counter[str]], grants: int) -> str:
 
 
 CALLS_HEAD = (
-    "| operator's API calls per grant | all | "
+    "| operator's API calls per grant | all but Events | budget | vs budget | Events | "
     + " | ".join(CALL_VERBS)
-    + " | other |\n|---|"
-    + "---:|" * (len(CALL_VERBS) + 2)
+    + " | other |\n|---|---:|---:|---|---:|"
+    + "---:|" * (len(CALL_VERBS) + 1)
 )
 
 
@@ -229,7 +250,7 @@ def _service_account(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"namespace": CI, "name": name}}
 
 
-def world() -> list[dict[str, Any]]:
+def world(limit: int = 1000) -> list[dict[str, Any]]:
     """Namespaces, the pipeline (asks), the deployer and workers (receive), the policy."""
     meta = {"namespace": TARGET, "name": "zsp-requester-pipeline"}
     rules = [
@@ -268,8 +289,8 @@ def world() -> list[dict[str, Any]]:
             # Raised so that a burst of a few hundred grants fits under one pipeline and policy.
             "limits": {
                 "activePerGrantee": 1,
-                "activePerRequester": 1000,
-                "activePerPolicy": 1000,
+                "activePerRequester": limit,
+                "activePerPolicy": limit,
                 "exclusiveEnvironments": True,
             },
         },
@@ -442,12 +463,14 @@ async def scenario_issue(b: Bench, n: int) -> list[IssueSample]:
     samples = []
     for mode, grantee in (("bind", "deployer"), ("ephemeral", None)):
         began = time.monotonic()
-        before, detail = b.calls.snapshot(), b.calls.detail()
+        detail = b.calls.detail()
         for i in range(n):
             samples.append(await issue_one(b, f"issue-{mode}-{i:03d}", grantee))
             await b.wait_clean()
         b.call_detail[mode] = b.calls.detail() - detail
-        b.call_rows.append(calls_row(f"(a) issue, then `done` ({mode})", before, b.calls.snapshot(), n))
+        b.call_rows.append(
+            calls_row(f"(a) issue, then `done` ({mode})", detail, b.calls.detail(), n, BUDGET[mode])
+        )
         say(f"  issue, {mode}: {n} requests in {time.monotonic() - began:.1f}s")
     return samples
 
@@ -540,12 +563,13 @@ async def scenario_expiry(b: Bench, n: int, base_ttl: float) -> list[ExpirySampl
         return await expire_one(b, f"expiry-{i:03d}", grantee, ttl, probe=True, every=0.02)
 
     began = time.monotonic()
-    before = b.calls.snapshot()
+    before = b.calls.detail()
     samples = list(await asyncio.gather(*(one(i) for i in range(n))))
     say(f"  expiry: {n} grants in {time.monotonic() - began:.1f}s")
     await b.wait_clean()
+    budget = (BUDGET["bind"] * ((n + 1) // 2) + BUDGET["ephemeral"] * (n // 2)) / n
     b.call_rows.append(
-        calls_row("(b) issue, then expiry (bind and ephemeral)", before, b.calls.snapshot(), n)
+        calls_row("(b) issue, then expiry (bind and ephemeral)", before, b.calls.detail(), n, budget)
     )
     return samples
 
@@ -606,8 +630,8 @@ class BurstResult:
 
 
 async def scenario_burst(b: Bench, n: int, probes: int, issue_estimate: float) -> BurstResult:
-    names = [f"burst-{i:03d}" for i in range(n)]
-    before = b.calls.snapshot()
+    names = [f"burst-{i:04d}" for i in range(n)]
+    before = b.calls.detail()
     start = time.time()
     await asyncio.gather(*(b.pipeline.create(ACCESS_REQUESTS, request_body(x, ttl="10m")) for x in names))
     filed = time.time() - start
@@ -631,14 +655,20 @@ async def scenario_burst(b: Bench, n: int, probes: int, issue_estimate: float) -
     await b.wait_clean(within=300)
     say(f"  burst: {n} revoked {max(done_to_revoked):.1f}s after done")
     b.call_rows.append(
-        calls_row("(c) burst issue, then `done` on all (ephemeral)", before, b.calls.snapshot(), n)
+        calls_row(
+            "(c) burst issue, then `done` on all (ephemeral)",
+            before,
+            b.calls.detail(),
+            n,
+            BUDGET["ephemeral"],
+        )
     )
 
     # The same number again, expiring within one second. A TTL counts from issuance, so they
     # cannot all be filed at once: four lanes file one request at a time each, every one with
     # the TTL that puts its expiresAt at `target`, given how long issuance has been taking.
     # The target leaves the time the burst above needed to issue them all, and a margin.
-    before = b.calls.snapshot()
+    before = b.calls.detail()
     began = time.time()
     target = began + max(to_issued) * 1.3 + min(3.0, 1 + n / 50)
     every = max(1, n // probes) if probes else 0
@@ -648,7 +678,7 @@ async def scenario_burst(b: Bench, n: int, probes: int, issue_estimate: float) -
 
     async def lane() -> None:
         for i in pending:
-            name = f"expire-all-{i:03d}"
+            name = f"expire-all-{i:04d}"
             guess = statistics.median(latencies[-10:]) if latencies else issue_estimate
             ttl = max(1.0, target - time.time() - guess)
             probe = bool(every) and i % every == 0
@@ -663,7 +693,11 @@ async def scenario_burst(b: Bench, n: int, probes: int, issue_estimate: float) -
     say(f"  burst: {n} filed for one expiry second in {time.time() - began:.1f}s")
     expiry = list(await asyncio.gather(*tasks))
     await b.wait_clean(within=300)
-    b.call_rows.append(calls_row("(c) issue, then expiry in the same second", before, b.calls.snapshot(), n))
+    b.call_rows.append(
+        calls_row(
+            "(c) issue, then expiry in the same second", before, b.calls.detail(), n, BUDGET["ephemeral"]
+        )
+    )
     stamps = [x.expires for x in expiry]
     return BurstResult(
         n=n,
@@ -742,6 +776,101 @@ async def baseline(b: Bench, n: int) -> str:
     )
 
 
+# --- beside the API server's ceiling ---------------------------------------------------------
+
+
+def _p(values: Sequence[float], q: float) -> float | None:
+    """p50 as the median (as the ceiling reports it), others nearest-rank."""
+    if not values:
+        return None
+    return statistics.median(values) if q == 0.5 else quantile(values, q)
+
+
+def _ratio_row(label: str, operator: float | None, ceiling: float | None, unit: str) -> str:
+    if operator is None or ceiling is None:
+        return f"| {label} | | | |"
+    scale, fmt = (1000, "{:,.0f} ms") if unit == "ms" else (1, "{:,.1f} grants/s")
+    ratio = f"{operator / ceiling:.2f}" if ceiling else ""
+    return f"| {label} | {fmt.format(operator * scale)} | {fmt.format(ceiling * scale)} | {ratio} |"
+
+
+def versus_ceiling(
+    issue: Sequence[IssueSample] | None, burst: BurstResult | None, ceiling: dict[str, Any]
+) -> str:
+    """Each headline figure beside the API server's own for the same calls, and their ratio."""
+    lines = [
+        "| measure | operator | ceiling | operator ÷ ceiling |",
+        "|---|---:|---:|---:|",
+    ]
+    one = ceiling["one_at_a_time"]
+    for mode in ("bind", "ephemeral") if issue else ():
+        s = [x for x in issue or () if x.mode == mode]
+        allowed = [x.allowed - x.start for x in s]
+        refused = [x.done_refused for x in s]
+        for q, key in ((0.5, "p50"), (0.99, "p99")):
+            lines.append(
+                _ratio_row(
+                    f"{mode}: issue, one at a time, {key} (created → grantee allowed)",
+                    _p(allowed, q),
+                    one[mode]["issue"].get(key),
+                    "ms",
+                )
+            )
+        for q, key in ((0.5, "p50"), (0.99, "p99")):
+            lines.append(
+                _ratio_row(
+                    f"{mode}: `done` → refused, {key} (ceiling: delete RoleBinding → refused)",
+                    _p(refused, q),
+                    one[mode]["refused"].get(key),
+                    "ms",
+                )
+            )
+    found = {(b["mode"], b["n"]): b for b in ceiling["burst"]}
+    eph, bind = (
+        found.get(("ephemeral", burst.n)) if burst else None,
+        found.get(("bind", burst.n)) if burst else None,
+    )
+    if burst is not None:
+        issued = burst.n / max(burst.to_issued)
+        revoked = burst.n / max(burst.done_to_revoked)
+        lines += [
+            _ratio_row(
+                f"burst of {burst.n}: issuance (ceiling: ephemeral-like creates)",
+                issued,
+                eph and eph["create_grants_per_s"],
+                "rate",
+            ),
+            _ratio_row(
+                f"burst of {burst.n}: issuance (ceiling: bind-like creates)",
+                issued,
+                bind and bind["create_grants_per_s"],
+                "rate",
+            ),
+            _ratio_row(
+                f"burst of {burst.n}: revocation, to the last `revokedAt` (ceiling: RoleBindings deleted)",
+                revoked,
+                eph and eph["cut_grants_per_s"],
+                "rate",
+            ),
+            _ratio_row(
+                f"burst of {burst.n}: revocation, to the last `revokedAt` (ceiling: all objects deleted)",
+                revoked,
+                eph and eph["delete_grants_per_s"],
+                "rate",
+            ),
+        ]
+    concurrency = ceiling["burst"][0]["concurrency"] if ceiling["burst"] else None
+    lines.append(
+        "\nLatencies: operator ÷ ceiling is how many times longer the operator takes; rates: the "
+        "share of the ceiling's rate the operator reaches. p99 is nearest-rank (the slowest "
+        f"sample below 100). The operator's burst is of ephemeral grants (revocation rows: the "
+        "ceiling's ephemeral-like burst, same size); the ceiling's runs "
+        f"{concurrency} concurrent workers. The operator's calls per grant are below; the "
+        "ceiling's: " + ", ".join(f"{m} {v['sent']:.0f}" for m, v in ceiling["calls_per_grant"].items()) + "."
+    )
+    return "\n".join(lines)
+
+
 # --- running ----------------------------------------------------------------------------------
 
 
@@ -751,10 +880,21 @@ def say(text: str) -> None:
 
 async def run(args: argparse.Namespace, where: Target, operator: OperatorProcess) -> str:
     kubeconfig = where.kubeconfig
+    ceiling: dict[str, Any] | None = None
+    if not args.no_ceiling:
+        # First, with no operator running: the API server's own figures for the same calls.
+        t = time.monotonic()
+        ceiling = await measure_ceiling(
+            where,
+            n=args.ceiling_n,
+            concurrency=args.concurrency,
+            bursts=(args.burst,) if "burst" in args.only else (),
+        )
+        say(f"  ceiling measured in {time.monotonic() - t:.0f}s")
     await operator.start()
     async with await Kube.from_dict(kubeconfig(None)) as admin:
         await wait_for_webhooks(admin, within=60)
-        for doc in world():
+        for doc in world(max(1000, args.burst)):
             with contextlib.suppress(AlreadyExists):
                 await admin.create(BY_KIND[doc["kind"]], doc)
         # The policy must be in the operator's view before the first request is decided.
@@ -768,6 +908,8 @@ async def run(args: argparse.Namespace, where: Target, operator: OperatorProcess
         async with await Kube.from_dict(kubeconfig(tokens["pipeline"])) as pipeline:
             b = Bench(admin, pipeline, recorder, kubeconfig, tokens, where.calls)
             sections = [f"### API server round trips (baseline)\n\n{await baseline(b, 50)}"]
+            issue: list[IssueSample] | None = None
+            burst: BurstResult | None = None
             try:
                 if "issue" in args.only:
                     t = time.monotonic()
@@ -787,12 +929,18 @@ async def run(args: argparse.Namespace, where: Target, operator: OperatorProcess
                     t = time.monotonic()
                     estimate = 0.2
                     if "issue" in args.only:
-                        eph = [x.active - x.start for x in issue if x.mode == "ephemeral"]
+                        eph = [x.active - x.start for x in issue or [] if x.mode == "ephemeral"]
                         estimate = statistics.median(eph) if eph else estimate
                     burst = await scenario_burst(b, args.burst, args.probes, estimate)
                     sections.append(f"### (c) Burst ({time.monotonic() - t:.0f}s)\n{burst_table(burst)}")
             finally:
                 await recorder.stop()
+            if ceiling is not None:
+                sections[:0] = [
+                    f"### The operator beside the API server's ceiling, same run\n\n"
+                    f"{versus_ceiling(issue, burst, ceiling)}",
+                    ceiling_section(ceiling),
+                ]
             if where.counted:
                 sections.append(
                     "### API calls made by the operator\n\n"
@@ -801,6 +949,13 @@ async def run(args: argparse.Namespace, where: Target, operator: OperatorProcess
                 )
             else:
                 sections.append("### API calls made by the operator\n\nNot counted on this target.")
+        forbidden = getattr(where.calls, "forbidden", None)
+        if forbidden is not None:
+            refused = forbidden()
+            sections.append(
+                "Operator requests refused by RBAC (403, from the audit log): "
+                + (", ".join(f"{k} ({n})" for k, n in refused.most_common()) or "none")
+            )
         rss = operator.rss_mb()
         sections.append(f"Operator process memory (RSS) at the end: {rss:.0f} MB" if rss else "")
         if not operator.alive:
@@ -817,6 +972,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--burst", type=int, help="requests filed at once (default 200)")
     parser.add_argument("--probes", type=int, help="grants probed with access reviews at mass expiry (20)")
     parser.add_argument(
+        "--no-ceiling", action="store_true", help="skip the API server's ceiling (bench/ceiling.py)"
+    )
+    parser.add_argument("--ceiling-n", type=int, help="ceiling: grants one at a time per mode (30)")
+    parser.add_argument("--concurrency", type=int, default=16, help="ceiling: workers in its burst (16)")
+    parser.add_argument(
         "--target",
         default="sim",
         help="sim (in-memory), envtest (a real control plane from KUBEBUILDER_ASSETS) or an admin kubeconfig file",
@@ -825,12 +985,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only", default="issue,expiry,burst", help="comma-separated scenarios: issue,expiry,burst"
     )
     args = parser.parse_args(argv)
-    quick = {"issue": 3, "expiry": 4, "ttl": 2.0, "burst": 12, "probes": 3}
-    full = {"issue": 50, "expiry": 30, "ttl": 3.0, "burst": 200, "probes": 20}
+    quick = {"issue": 3, "expiry": 4, "ttl": 2.0, "burst": 12, "probes": 3, "ceiling_n": 3}
+    full = {"issue": 50, "expiry": 30, "ttl": 3.0, "burst": 200, "probes": 20, "ceiling_n": 30}
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.only = {s.strip() for s in args.only.split(",") if s.strip()}
+    if not 1 <= args.burst <= 1000:
+        parser.error("--burst is between 1 and 1000")
     if args.expiry > WORKERS * 2:
         parser.error(f"--expiry is at most {WORKERS * 2} (bind-mode grantees available: {WORKERS})")
 
@@ -847,7 +1009,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(machine)
     print(f"- tier: {where.name}; the operator as its own process (`zsp run --dev`)")
     print(
-        f"- scenarios: issue N={args.issue} per mode, expiry N={args.expiry}, burst N={args.burst}; "
+        f"- scenarios: issue N={args.issue} per mode, expiry N={args.expiry}, burst N={args.burst}"
+        + (
+            ""
+            if args.no_ceiling
+            else f"; ceiling N={args.ceiling_n} per mode, concurrency {args.concurrency}"
+        )
+        + "; "
         f"wall time {elapsed:.0f}s; load average at the end: {load()}\n"
     )
     print(report)

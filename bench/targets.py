@@ -141,6 +141,7 @@ class AuditLogCalls:
         self._offset = 0
         self._counts: Counter[str] = Counter()
         self._detail: Counter[str] = Counter()
+        self._forbidden: Counter[str] = Counter()
 
     def _read(self) -> None:
         if not self.path.exists():
@@ -154,9 +155,16 @@ class AuditLogCalls:
                 self._count(json.loads(line))
 
     def _count(self, event: dict[str, Any]) -> None:
-        if event.get("stage") != "ResponseComplete" or event.get("verb") == "watch":
+        if event.get("stage") != "ResponseComplete":
             return
         ref = event.get("objectRef") or {}
+        if (event.get("responseStatus") or {}).get("code") == 403:
+            what = ref.get("resource", event.get("requestURI"))
+            if ref.get("subresource"):
+                what = f"{what}/{ref['subresource']}"
+            self._forbidden[f"{event['verb']} {what}"] += 1
+        if event.get("verb") == "watch":
+            return
         verb = event["verb"]
         if verb == "deletecollection":
             verb = "delete"
@@ -172,6 +180,11 @@ class AuditLogCalls:
     def detail(self) -> Counter[str]:
         self._read()
         return Counter(self._detail)
+
+    def forbidden(self) -> Counter[str]:
+        """The operator's requests RBAC refused (403), watches included: what its RBAC lacks."""
+        self._read()
+        return Counter(self._forbidden)
 
 
 def _tests_module(name: str) -> Any:
@@ -251,7 +264,28 @@ async def _install_crds(kubeconfig: Kubeconfig) -> None:
                 await admin.create(CRDS, crd)
         for crd in build_crds():
             spec, names = crd["spec"], crd["spec"]["names"]
-            await admin.list(Resource(spec["group"], spec["versions"][0]["name"], names["plural"], names["kind"]))
+            await admin.list(
+                Resource(spec["group"], spec["versions"][0]["name"], names["plural"], names["kind"])
+            )
+
+
+# --- the operator's identity ------------------------------------------------------------------
+
+
+async def install_operator_rbac(admin: Kube) -> None:
+    """deploy/operator-rbac.yaml as it is: the namespace, ServiceAccount and their RBAC."""
+    for doc in yaml.safe_load_all(OPERATOR_RBAC.read_text(encoding="utf-8")):
+        with contextlib.suppress(AlreadyExists):
+            await admin.create(BY_KIND[doc["kind"]], doc)
+
+
+async def operator_identity(admin: Kube, calls: CallCounter) -> str:
+    """A TokenRequest token for the operator's ServiceAccount; the sim counts its requests."""
+    namespace, _, name = OPERATOR_USER.removeprefix("system:serviceaccount:").partition(":")
+    token = await request_token(admin, namespace, name, seconds=3600)
+    if isinstance(calls, SimCalls):
+        calls.operator_token = token
+    return token
 
 
 # --- the operator as its own process ---------------------------------------------------------
@@ -272,12 +306,12 @@ class OperatorProcess:
 
     async def start(self) -> None:
         async with await Kube.from_dict(self._kubeconfig(None)) as admin:
-            for doc in yaml.safe_load_all(OPERATOR_RBAC.read_text(encoding="utf-8")):
-                with contextlib.suppress(AlreadyExists):
-                    await admin.create(BY_KIND[doc["kind"]], doc)
-            token = await request_token(admin, "zsp-system", "zsp-operator", seconds=3600)
-        if isinstance(self._calls, SimCalls):
-            self._calls.operator_token = token
+            await install_operator_rbac(admin)
+            token = await operator_identity(admin, self._calls)
+        async with await Kube.from_dict(self._kubeconfig(token)) as operator:
+            user = (await operator.whoami()).get("username")
+        if user != OPERATOR_USER:
+            raise RuntimeError(f"the operator's kubeconfig authenticates as {user}, not {OPERATOR_USER}")
         config = self._dir / "operator.kubeconfig"
         config.write_text(yaml.safe_dump(self._kubeconfig(token)), encoding="utf-8")
         config.chmod(0o600)
