@@ -12,7 +12,11 @@ Covered:
 - the Deployment: 2 replicas running `zsp run`, every ZSP_* variable a Settings field whose
   value Settings accepts, the downward-API Lease namespace, probes (liveness /healthz on the
   health port, readiness TCP on the webhook port), hardened pod and container, spread;
-- value variations: namespaces, sweep, audit file, catalog, cert-manager, optional objects.
+- value variations: namespaces, sweep, audit file, catalog, cert-manager, optional objects;
+- API Priority and Fairness: a FlowSchema sends every request of the operator's
+  ServiceAccount, in every API group its RBAC grants, to a Limited priority level of its own,
+  ahead of the built-in `service-accounts` schema; settings come from values; the objects can
+  be left out, need Kubernetes 1.29, and the operator is granted nothing on them.
 """
 
 from __future__ import annotations
@@ -567,3 +571,111 @@ def test_dashboard_config_map_carries_the_dashboard() -> None:
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     shipped = json.loads((CHART / "dashboards" / "zsp-operator.json").read_text(encoding="utf-8"))
     assert json.loads(config_map["data"]["zsp-operator.json"]) == shipped
+
+# --- API Priority and Fairness ------------------------------------------------------------
+
+FLOWCONTROL = "flowcontrol.apiserver.k8s.io/v1"
+# The built-in FlowSchema that classifies every ServiceAccount's requests into `workload-low`.
+SERVICE_ACCOUNTS_PRECEDENCE = 9000
+
+
+def granted_api_groups(rendered: Rendered) -> set[str]:
+    """Every API group the ClusterRole and the Lease Role let the operator call."""
+    roles = (*rendered.all("ClusterRole"), *rendered.all("Role"))
+    return {group for role in roles for rule in role["rules"] for group in rule["apiGroups"]}
+
+
+def test_the_operators_requests_get_a_priority_level_of_their_own() -> None:
+    rendered = render(namespace="ops")
+    level = rendered.one("PriorityLevelConfiguration")
+    schema = rendered.one("FlowSchema")
+    assert level["apiVersion"] == schema["apiVersion"] == FLOWCONTROL
+    assert "namespace" not in level["metadata"]
+    assert "namespace" not in schema["metadata"]
+    assert schema["spec"]["priorityLevelConfiguration"] == {"name": level["metadata"]["name"]}
+    # Before the built-in service-accounts schema, after the control plane's own (up to 800).
+    assert 800 < schema["spec"]["matchingPrecedence"] < SERVICE_ACCOUNTS_PRECEDENCE
+    assert schema["spec"]["distinguisherMethod"] == {"type": "ByUser"}
+    (rule,) = schema["spec"]["rules"]
+    account = rendered.one("ServiceAccount")["metadata"]
+    assert rule["subjects"] == [
+        {"kind": "ServiceAccount", "serviceAccount": {"name": account["name"], "namespace": "ops"}}
+    ]
+    assert "nonResourceRules" not in rule
+    assert level["spec"] == {
+        "type": "Limited",
+        "limited": {
+            "nominalConcurrencyShares": 30,
+            "lendablePercent": 50,
+            "limitResponse": {
+                "type": "Queue",
+                "queuing": {"queues": 16, "handSize": 4, "queueLengthLimit": 50},
+            },
+        },
+    }
+
+
+@pytest.mark.parametrize("values", [{}, ALL_ON], ids=["defaults", "all-on"])
+def test_the_flow_schema_matches_every_api_group_the_operator_may_call(values: dict[str, Any]) -> None:
+    rendered = render(values)
+    (rule,) = rendered.one("FlowSchema")["spec"]["rules"]
+    (resources,) = rule["resourceRules"]
+    assert resources["verbs"] == ["*"]
+    assert resources["resources"] == ["*"]
+    assert resources["clusterScope"] is True
+    assert resources["namespaces"] == ["*"]
+    assert granted_api_groups(rendered) <= set(resources["apiGroups"])
+    # Nothing more: the default ClusterRole (operator-kept certificate) uses every group listed.
+    assert set(resources["apiGroups"]) == granted_api_groups(render())
+
+
+def test_the_flow_schema_follows_the_service_account_the_pods_run_as() -> None:
+    rendered = render({"serviceAccount": {"create": False, "name": "ops-made"}}, namespace="ops")
+    (rule,) = rendered.one("FlowSchema")["spec"]["rules"]
+    assert rule["subjects"] == [
+        {"kind": "ServiceAccount", "serviceAccount": {"name": "ops-made", "namespace": "ops"}}
+    ]
+    assert rendered.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops-made"
+
+
+def test_flow_control_settings_come_from_values() -> None:
+    rendered = render(
+        {
+            "fullnameOverride": "zsp-prod",
+            "flowControl": {
+                "matchingPrecedence": 600,
+                "nominalConcurrencyShares": 10,
+                "lendablePercent": 0,
+                "queuing": {"queues": 8, "handSize": 2, "queueLengthLimit": 100},
+            },
+        }
+    )
+    level = rendered.one("PriorityLevelConfiguration", "zsp-prod")
+    schema = rendered.one("FlowSchema", "zsp-prod")
+    assert schema["spec"]["matchingPrecedence"] == 600
+    limited = level["spec"]["limited"]
+    assert (limited["nominalConcurrencyShares"], limited["lendablePercent"]) == (10, 0)
+    assert limited["limitResponse"]["queuing"] == {"queues": 8, "handSize": 2, "queueLengthLimit": 100}
+
+
+def test_flow_control_objects_can_be_left_out() -> None:
+    assert not {"FlowSchema", "PriorityLevelConfiguration"} & set(
+        render({"flowControl": {"enabled": False}}).kinds()
+    )
+
+
+def test_flow_control_needs_the_v1_api_of_kubernetes_1_29() -> None:
+    args = ("template", "zsp", str(CHART), "--kube-version", "1.28.5")
+    refused = helm(*args, check=False)
+    assert refused.returncode != 0
+    assert "flowControl.enabled" in refused.stderr
+    assert "Kubernetes 1.29 or newer" in refused.stderr
+    helm(*args, "--set", "flowControl.enabled=false")
+    helm("template", "zsp", str(CHART), "--kube-version", "1.29.0")
+
+
+def test_the_operator_needs_no_access_to_flow_control_objects() -> None:
+    # The API server applies them; the operator neither reads nor writes them.
+    for role in (*render(ALL_ON).all("ClusterRole"), *render(ALL_ON).all("Role")):
+        for rule in role["rules"]:
+            assert "flowcontrol.apiserver.k8s.io" not in rule["apiGroups"], rule

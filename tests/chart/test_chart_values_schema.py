@@ -3,7 +3,11 @@
 Covered:
 - wrong enums (sweep mode, certificate source), malformed durations, unknown keys at every
   level, out-of-range numbers (token seconds below the API's floor, webhook timeout above
-  30 s), list entries that would break the comma-separated ZSP_* variables;
+  30 s, a FlowSchema precedence the built-in `service-accounts` schema would beat, priority
+  level settings the API server refuses), list entries that would break the
+  comma-separated ZSP_* variables;
+- queue settings the API server would refuse together (a hand larger than the deck, or one
+  needing more than 60 bits of shuffle sharding) fail the render, naming the value;
 - the schema's duration pattern and sweep modes are the operator's own (core.durations,
   config.SweepMode), so the chart accepts exactly what `zsp run` accepts;
 - every key of values.yaml is described by the schema (strict objects all the way down).
@@ -42,6 +46,17 @@ BAD_VALUES = [
     ({"image": {"digest": "latest"}}, "/image/digest", "pattern"),
     ({"ports": {"webhook": 70000}}, "/ports/webhook", "maximum"),
     ({"serviceMonitor": {"interval": "half a minute"}}, "/serviceMonitor/interval", "pattern"),
+    # From 9000 on the built-in `service-accounts` schema would win; 1 is only for `exempt`.
+    ({"flowControl": {"matchingPrecedence": 9000}}, "/flowControl/matchingPrecedence", "want 8,999"),
+    ({"flowControl": {"nominalConcurrencyShares": 0}}, "/flowControl/nominalConcurrencyShares", "want 1"),
+    ({"flowControl": {"lendablePercent": 101}}, "/flowControl/lendablePercent", "want 100"),
+    ({"flowControl": {"queuing": {"queues": 0}}}, "/flowControl/queuing/queues", "want 1"),
+    (
+        {"flowControl": {"queuing": {"queueLengthLimit": -1}}},
+        "/flowControl/queuing/queueLengthLimit",
+        "want 1",
+    ),
+    ({"flowControl": {"borrowingLimitPercent": 10}}, "/flowControl'", "'borrowingLimitPercent' not allowed"),
 ]
 
 
@@ -70,6 +85,29 @@ def test_bad_values_are_refused_with_the_field_named(
     assert "values don't meet the specifications of the schema" in error, error
     lines = [line for line in error.splitlines() if field in line and complaint in line]
     assert lines, f"no line names {field} with {complaint!r}:\n{error}"
+
+
+@pytest.mark.parametrize(
+    ("queues", "hand_size", "complaint"),
+    [
+        (4, 5, "flowControl.queuing.handSize: must not be greater than flowControl.queuing.queues"),
+        (1024, 7, "flowControl.queuing.handSize: queues^handSize must not exceed 2^60"),
+        (10_000_000, 3, "flowControl.queuing.handSize: queues^handSize must not exceed 2^60"),
+    ],
+)
+def test_queue_settings_the_api_server_refuses_fail_the_render(
+    queues: int, hand_size: int, complaint: str
+) -> None:
+    error = render_error({"flowControl": {"queuing": {"queues": queues, "handSize": hand_size}}})
+    assert complaint in error, error
+
+
+def test_queue_settings_at_the_api_servers_limits_render() -> None:
+    # 1024^6 is 2^60 exactly: the most shuffle sharding the API server accepts.
+    for queues, hand_size in [(1024, 6), (4, 4), (10_000_000, 2)]:
+        level = render({"flowControl": {"queuing": {"queues": queues, "handSize": hand_size}}})
+        queuing = level.one("PriorityLevelConfiguration")["spec"]["limited"]["limitResponse"]["queuing"]
+        assert (queuing["queues"], queuing["handSize"]) == (queues, hand_size)
 
 
 def test_a_wrong_type_alone_is_refused() -> None:

@@ -78,6 +78,7 @@ def _kind(
 _ALL = ("all",)
 _RBAC = "rbac.authorization.k8s.io/v1"
 _ADMISSION = "admissionregistration.k8s.io/v1"
+_FLOWCONTROL = "flowcontrol.apiserver.k8s.io/v1"
 
 BUILTINS: tuple[ResourceType, ...] = (
     _kind(
@@ -189,6 +190,22 @@ BUILTINS: tuple[ResourceType, ...] = (
         verbs=CREATE_ONLY,
     ),
     _kind("coordination.k8s.io/v1", "leases", "Lease"),
+    _kind(
+        _FLOWCONTROL,
+        "flowschemas",
+        "FlowSchema",
+        namespaced=False,
+        sub=("status",),
+        has_generation=True,
+    ),
+    _kind(
+        _FLOWCONTROL,
+        "prioritylevelconfigurations",
+        "PriorityLevelConfiguration",
+        namespaced=False,
+        sub=("status",),
+        has_generation=True,
+    ),
 )
 
 # Subresources that are objects of another kind, for discovery.

@@ -2,7 +2,8 @@
 
 Object names, RBAC roleRef/subjects, webhook URLs, CRD names, Job status transitions
 (`sim/jobs.py`), Service addresses (`sim/services.py`), EndpointSlice addresses
-(`sim/endpointslices.py`) and TokenRequest lifetimes. Built-in kinds are otherwise not
+(`sim/endpointslices.py`), API Priority and Fairness objects (`sim/flowcontrol.py`) and
+TokenRequest lifetimes. Built-in kinds are otherwise not
 schema-checked: unknown fields of built-in kinds are kept, whatever `fieldValidation` says.
 """
 
@@ -14,6 +15,14 @@ from typing import Any
 
 from zsp_operator.sim.endpointslices import endpoint_slice_errors
 from zsp_operator.sim.errors import FieldError, forbidden_field, invalid, not_supported, required
+from zsp_operator.sim.flowcontrol import (
+    FLOW_SCHEMAS,
+    PRIORITY_LEVELS,
+    apply_flow_schema_defaults,
+    apply_priority_level_defaults,
+    flow_schema_errors,
+    priority_level_errors,
+)
 from zsp_operator.sim.jobs import job_status_errors
 from zsp_operator.sim.resources import ResourceType
 from zsp_operator.sim.services import apply_service_defaults, service_errors
@@ -158,6 +167,10 @@ def builtin_errors(rtype: ResourceType, obj: dict[str, Any], old: dict[str, Any]
         return service_errors(obj, old)
     if rtype.group == "discovery.k8s.io" and rtype.plural == "endpointslices":
         return endpoint_slice_errors(obj, old)
+    if rtype.storage_key == FLOW_SCHEMAS:
+        return flow_schema_errors(obj)
+    if rtype.storage_key == PRIORITY_LEVELS:
+        return priority_level_errors(obj)
     return []
 
 
@@ -191,3 +204,7 @@ def apply_builtin_defaults(rtype: ResourceType, obj: dict[str, Any]) -> None:
         obj.setdefault("type", "Opaque")
     if rtype.group == "" and rtype.plural == "services":
         apply_service_defaults(obj)
+    if rtype.storage_key == FLOW_SCHEMAS:
+        apply_flow_schema_defaults(obj)
+    if rtype.storage_key == PRIORITY_LEVELS:
+        apply_priority_level_defaults(obj)
