@@ -10,7 +10,7 @@ without naming a policy, so every policy is checked in full (what the operator d
 
 Each case is timed call by call with `time.perf_counter_ns` after a warm-up; the table gives the
 median, p99 and mean per call. Inputs are built once, outside the timed loop, as the operator's
-view holds them (validated models).
+view holds them (validated models; the grants in the `GrantIndex` the view keeps).
 
     python bench/decide_bench.py            # the full table (2-3 minutes on 2 cores)
     python bench/decide_bench.py --quick    # a smoke test, a few seconds
@@ -36,6 +36,7 @@ from typing import Any
 
 from machine import describe, load
 
+from zsp_operator.core.grantindex import GrantIndex
 from zsp_operator.core.models import AccessPolicy, AccessRequest, PolicyRule, TaskGrant
 from zsp_operator.core.policy import Decision, Outcome, decide
 
@@ -252,9 +253,12 @@ def build(case: Case, seed: int = 4711) -> Callable[[], Decision]:
     grants = make_grants(case.grants, case.policies, rng)
     labels = namespace_labels()
     request = make_request(case.request)
+    index = GrantIndex()
+    for grant in grants:
+        index.put(grant.metadata.uid, grant)
 
     def call() -> Decision:
-        return decide(request, policies, grants, labels, NOW, catalog=CATALOG)
+        return decide(request, policies, index, labels, NOW, catalog=CATALOG)
 
     return call
 

@@ -8,13 +8,14 @@ misses a grant it has just issued.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from zsp_operator.core.errors import describe
+from zsp_operator.core.grantindex import GrantIndex
 from zsp_operator.core.models import AccessPolicy, TaskGrant
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,13 @@ class ClusterView:
     policies: dict[str, AccessPolicy] = field(default_factory=dict)
     invalid_policies: dict[str, list[str]] = field(default_factory=dict)
     namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
-    grants: dict[str, TaskGrant] = field(default_factory=dict)
+    # The grants by uid, with what policy limits count kept current as they come and go.
+    grant_index: GrantIndex = field(default_factory=GrantIndex)
+
+    @property
+    def grants(self) -> Mapping[str, TaskGrant]:
+        """Every grant seen, by uid; read-only: change it with put_grant and drop_grant."""
+        return self.grant_index.by_key
 
     def put_policy(self, body: dict[str, Any]) -> AccessPolicy | None:
         """Store a policy; an invalid one is remembered with its errors and allows nothing."""
@@ -58,11 +65,11 @@ class ClusterView:
         except ValidationError as err:
             log.error("unreadable TaskGrant: %s", "; ".join(describe(err, "TaskGrant")))
             return None
-        self.grants[grant.metadata.uid] = grant
+        self.grant_index.put(grant.metadata.uid, grant)
         return grant
 
     def drop_grant(self, uid: str) -> TaskGrant | None:
-        return self.grants.pop(uid, None)
+        return self.grant_index.drop(uid)
 
     def live_grants(self) -> list[TaskGrant]:
         """Grants not being deleted: what limits and exclusivity count."""
@@ -80,7 +87,7 @@ class ClusterView:
         self.policies.clear()
         self.invalid_policies.clear()
         self.namespace_labels.clear()
-        self.grants.clear()
+        self.grant_index.clear()
         for body in policies:
             self.put_policy(body)
         for body in namespaces:

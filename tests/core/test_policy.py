@@ -27,6 +27,7 @@ from core_factories import (
     requester,
 )
 
+from zsp_operator.core.grantindex import GrantIndex
 from zsp_operator.core.models import AccessPolicy, AccessRequest, LabelSelector, PolicyRule, TaskGrant
 from zsp_operator.core.policy import Decision, Outcome, decide, selector_matches
 
@@ -45,7 +46,7 @@ def run(
     return decide(
         req or request(),
         [policy()] if policies is None else policies,
-        grants,
+        GrantIndex.of(grants),
         LABELS,
         NOW,
         catalog=catalog,

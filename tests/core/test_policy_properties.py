@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zsp_operator.core.durations import format_duration
+from zsp_operator.core.grantindex import GrantIndex
 from zsp_operator.core.models import AccessPolicy, AccessRequest, PolicyRule, TaskGrant
 from zsp_operator.core.policy import Outcome, decide
 
@@ -230,7 +231,7 @@ scenarios = policies().flatmap(
 @given(scenarios)
 def test_decisions_are_well_formed(scenario: tuple[Any, ...]) -> None:
     req, pols, live, catalog, cap = scenario
-    decision = decide(req, pols, live, LABELS, NOW, catalog=catalog, break_glass_max_ttl=cap)
+    decision = decide(req, pols, GrantIndex.of(live), LABELS, NOW, catalog=catalog, break_glass_max_ttl=cap)
     assert decision.reason.strip()
     if decision.outcome is Outcome.DENIED:
         assert decision.mismatches
@@ -255,14 +256,16 @@ def test_policy_order_does_not_matter(scenario: tuple[Any, ...], rnd: Any) -> No
     req, pols, live, catalog, cap = scenario
     shuffled = list(pols)
     rnd.shuffle(shuffled)
-    first = decide(req, pols, live, LABELS, NOW, catalog=catalog, break_glass_max_ttl=cap)
-    second = decide(req, shuffled, live, LABELS, NOW, catalog=catalog, break_glass_max_ttl=cap)
+    first = decide(req, pols, GrantIndex.of(live), LABELS, NOW, catalog=catalog, break_glass_max_ttl=cap)
+    second = decide(req, shuffled, GrantIndex.of(live), LABELS, NOW, catalog=catalog, break_glass_max_ttl=cap)
     assert first == second
 
 
 def _outcome(scenario: tuple[Any, ...]) -> Outcome:
     req, pols, live, catalog, cap = scenario
-    return decide(req, pols, live, LABELS, NOW, catalog=catalog, break_glass_max_ttl=cap).outcome
+    return decide(
+        req, pols, GrantIndex.of(live), LABELS, NOW, catalog=catalog, break_glass_max_ttl=cap
+    ).outcome
 
 
 def test_scenarios_reach_every_outcome() -> None:

@@ -22,6 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from zsp_operator.core.constants import API_VERSION, KIND_POLICY, KIND_REQUEST
 from zsp_operator.core.durations import format_duration, parse_duration
 from zsp_operator.core.errors import InvalidObject, describe, parse
+from zsp_operator.core.grantindex import GrantIndex
 from zsp_operator.core.models import AccessPolicy, AccessRequest, PolicyRule, UserInfo
 from zsp_operator.core.policy import Decision, Outcome, decide
 from zsp_operator.core.rbac import describe_rule
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     decision = decide(
         request,
         inputs.policies,
-        [],
+        GrantIndex(),
         {request.namespace: inputs.labels},
         inputs.now,
         catalog=inputs.catalog,

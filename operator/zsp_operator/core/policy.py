@@ -1,4 +1,4 @@
-"""Policy evaluation, no I/O: (request, policies, live grants, namespace labels, now) -> Decision.
+"""Policy evaluation, no I/O: (request, policies, grants, namespace labels, now) -> Decision.
 
 Every policy is checked in full, so a denial can say which policy came closest and list every
 reason it did not match. Each message names the field at fault and how to fix it.
@@ -6,7 +6,6 @@ reason it did not match. Each message names the field at fault and how to fix it
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,6 +15,7 @@ from types import MappingProxyType
 
 from zsp_operator.core.constants import LABEL_ENVIRONMENT
 from zsp_operator.core.durations import format_duration
+from zsp_operator.core.grantindex import GrantIndex
 from zsp_operator.core.models import (
     AccessPolicy,
     AccessRequest,
@@ -138,7 +138,8 @@ class _Inputs:
     """What every check reads; built once per decision."""
 
     request: AccessRequest
-    live_grants: Sequence[TaskGrant]
+    grants: GrantIndex
+    now: datetime
     namespace_labels: Mapping[str, Mapping[str, str]]
     catalog: Mapping[str, Sequence[PolicyRule]]
     break_glass_max_ttl: timedelta
@@ -146,8 +147,8 @@ class _Inputs:
     def labels_of(self, namespace: str) -> Mapping[str, str]:
         return self.namespace_labels.get(namespace, {})
 
-    # Grouped once per decision, not once per policy: with many policies and thousands of
-    # live grants, re-scanning the grants per policy is what made decide slow.
+    # Live means in force at `now` and not this request's own grant: re-deciding an active
+    # request must not count its own grant. The index answers without scanning other grants.
 
     @cached_property
     def held_by_grantee(self) -> list[TaskGrant]:
@@ -155,27 +156,17 @@ class _Inputs:
         account = self.request.spec.grantee.service_account
         if account is None:
             return []
-        wanted = (account.namespace, account.name)
-        return [
-            g
-            for g in self.live_grants
-            if g.spec.identity is not None and (g.spec.identity.namespace, g.spec.identity.name) == wanted
-        ]
+        return self.grants.held_by((account.namespace, account.name), self.now, self.request.metadata.uid)
 
     @cached_property
     def filed_by_requester(self) -> int:
         requester = self.request.status.requester
         if requester is None:
             return 0
-        return sum(
-            1
-            for g in self.live_grants
-            if g.spec.requester is not None and g.spec.requester.username == requester.username
-        )
+        return self.grants.count_by_requester(requester.username, self.now, self.request.metadata.uid)
 
-    @cached_property
-    def per_policy(self) -> Counter[str]:
-        return Counter(g.spec.policy for g in self.live_grants)
+    def issued_under(self, policy: str) -> int:
+        return self.grants.count_by_policy(policy, self.now, self.request.metadata.uid)
 
 
 @dataclass
@@ -184,15 +175,24 @@ class _Evaluation:
 
     policy: AccessPolicy
     ttl: timedelta
-    mismatches: list[str] = field(default_factory=list)
+    # Why it does not match. Most are written out only if this policy is the one a denial names:
+    # with many policies, writing every policy's reasons is most of a decision's work.
+    mismatches: list[str | Callable[[], str]] = field(default_factory=list)
     permission: str | None = None
     rules: tuple[PolicyRule, ...] = ()
     cluster_role: str | None = None
     persistence: list[str] = field(default_factory=list)
+    checked: int = 0  # how many of _CHECKS have run
 
     @property
     def name(self) -> str:
         return self.policy.name
+
+    def miss(self, message: str | Callable[[], str]) -> None:
+        self.mismatches.append(message)
+
+    def written_mismatches(self) -> list[str]:
+        return [m if isinstance(m, str) else m() for m in self.mismatches]
 
     @property
     def approvals_required(self) -> int:
@@ -204,23 +204,28 @@ def _check_requester(inputs: _Inputs, ev: _Evaluation) -> None:
     requester = inputs.request.status.requester
     name = ev.name
     if requester is None:
-        ev.mismatches.append(
-            "status.requester is empty, so the request has no authenticated requester: create "
-            "the AccessRequest through the API server so the admission webhook records who filed it"
+        ev.miss(
+            lambda: (
+                "status.requester is empty, so the request has no authenticated requester: create "
+                "the AccessRequest through the API server so the admission webhook records who filed it"
+            )
         )
         return
     allowed = ev.policy.spec.requesters
     if not allowed:
-        ev.mismatches.append(
-            f'requesters of policy "{name}" is empty, so nobody may file requests under it: '
-            f'add "{requester.username}" (or one of its groups) to requesters'
+        ev.miss(
+            lambda: (
+                f'requesters of policy "{name}" is empty, so nobody may file requests under it: '
+                f'add "{requester.username}" (or one of its groups) to requesters'
+            )
         )
     elif not any(_subject_matches(s, requester) for s in allowed):
-        listed = _listing([describe_subject(s) for s in allowed])
-        ev.mismatches.append(
-            f'requester "{requester.username}" (groups: {_listing(requester.groups)}) is not '
-            f'among the requesters of policy "{name}" ({listed}): file the request as one of '
-            f"them, or add this identity to requesters"
+        ev.miss(
+            lambda: (
+                f'requester "{requester.username}" (groups: {_listing(requester.groups)}) is not '
+                f'among the requesters of policy "{name}" ({_listing([describe_subject(s) for s in allowed])}): '
+                f"file the request as one of them, or add this identity to requesters"
+            )
         )
 
 
@@ -233,19 +238,25 @@ def _check_namespace(inputs: _Inputs, ev: _Evaluation) -> None:
     if where.selector is not None and selector_matches(where.selector, labels):
         return
     if not where.names and where.selector is None:
-        ev.mismatches.append(
-            f'namespaces of policy "{ev.name}" has neither names nor a selector, so grants may '
-            f'land nowhere: add "{namespace}" to namespaces.names or set namespaces.selector'
+        ev.miss(
+            lambda: (
+                f'namespaces of policy "{ev.name}" has neither names nor a selector, so grants may '
+                f'land nowhere: add "{namespace}" to namespaces.names or set namespaces.selector'
+            )
         )
         return
-    allowed = [f"namespaces.names ({_listing(where.names)})"]
-    if where.selector is not None:
-        allowed.append(f"namespaces.selector ({describe_selector(where.selector)})")
-    shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "no labels"
-    ev.mismatches.append(
-        f'namespace "{namespace}" ({shown}) is not allowed by {" or ".join(allowed)} of policy '
-        f'"{ev.name}": file the request in an allowed namespace, or widen the policy\'s namespaces'
-    )
+
+    def message() -> str:
+        allowed = [f"namespaces.names ({_listing(where.names)})"]
+        if where.selector is not None:
+            allowed.append(f"namespaces.selector ({describe_selector(where.selector)})")
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "no labels"
+        return (
+            f'namespace "{namespace}" ({shown}) is not allowed by {" or ".join(allowed)} of policy '
+            f'"{ev.name}": file the request in an allowed namespace, or widen the policy\'s namespaces'
+        )
+
+    ev.miss(message)
 
 
 def _check_grantee(inputs: _Inputs, ev: _Evaluation) -> None:
@@ -253,41 +264,54 @@ def _check_grantee(inputs: _Inputs, ev: _Evaluation) -> None:
     grantees = ev.policy.spec.grantees
     account = spec.grantee.service_account
     if account is not None:
-        if not any(g == account for g in grantees.service_accounts):
-            listed = _listing([_ref(g) for g in grantees.service_accounts])
-            ev.mismatches.append(
-                f"spec.grantee.serviceAccount {_ref(account)} is not among "
-                f'grantees.serviceAccounts of policy "{ev.name}" ({listed}): name one of them, '
-                f"or add it to grantees.serviceAccounts"
+        # By fields: pydantic's model equality costs more than every other check of a policy.
+        namespace, name = account.namespace, account.name
+        if not any(g.name == name and g.namespace == namespace for g in grantees.service_accounts):
+            ev.miss(
+                lambda: (
+                    f"spec.grantee.serviceAccount {_ref(account)} is not among "
+                    f'grantees.serviceAccounts of policy "{ev.name}" '
+                    f"({_listing([_ref(g) for g in grantees.service_accounts])}): name one of them, "
+                    f"or add it to grantees.serviceAccounts"
+                )
             )
         return
     ephemeral = grantees.ephemeral
     if ephemeral is None or not ephemeral.enabled:
-        ev.mismatches.append(
-            f'spec.grantee.ephemeral is not allowed by policy "{ev.name}" '
-            f"(grantees.ephemeral.enabled is not true): name an existing ServiceAccount in "
-            f"spec.grantee.serviceAccount, or enable ephemeral grantees on the policy"
+        ev.miss(
+            lambda: (
+                f'spec.grantee.ephemeral is not allowed by policy "{ev.name}" '
+                f"(grantees.ephemeral.enabled is not true): name an existing ServiceAccount in "
+                f"spec.grantee.serviceAccount, or enable ephemeral grantees on the policy"
+            )
         )
         return
-    if spec.delivery is None:
-        ev.mismatches.append(
-            "spec.delivery is missing: an ephemeral grantee's kubeconfig needs a Secret to go "
-            "to, so set spec.delivery.namespace and spec.delivery.secretName"
+    delivery = spec.delivery
+    if delivery is None:
+        ev.miss(
+            lambda: (
+                "spec.delivery is missing: an ephemeral grantee's kubeconfig needs a Secret to go "
+                "to, so set spec.delivery.namespace and spec.delivery.secretName"
+            )
         )
-    elif spec.delivery.namespace not in ephemeral.delivery_namespaces:
-        ev.mismatches.append(
-            f'spec.delivery.namespace "{spec.delivery.namespace}" is not in '
-            f'grantees.ephemeral.deliveryNamespaces of policy "{ev.name}" '
-            f"({_listing(ephemeral.delivery_namespaces)}): deliver to one of them"
+    elif delivery.namespace not in ephemeral.delivery_namespaces:
+        ev.miss(
+            lambda: (
+                f'spec.delivery.namespace "{delivery.namespace}" is not in '
+                f'grantees.ephemeral.deliveryNamespaces of policy "{ev.name}" '
+                f"({_listing(ephemeral.delivery_namespaces)}): deliver to one of them"
+            )
         )
 
 
 def _check_named_permission(inputs: _Inputs, ev: _Evaluation, wanted: str) -> None:
     permission = ev.policy.spec.permission(wanted)
     if permission is None:
-        names = _listing([p.name for p in ev.policy.spec.permissions])
-        ev.mismatches.append(
-            f'spec.permission "{wanted}" is not a permission of policy "{ev.name}": use one of {names}'
+        ev.miss(
+            lambda: (
+                f'spec.permission "{wanted}" is not a permission of policy "{ev.name}": use one of '
+                f"{_listing([p.name for p in ev.policy.spec.permissions])}"
+            )
         )
         return
     ev.permission = wanted
@@ -303,10 +327,12 @@ def _check_named_permission(inputs: _Inputs, ev: _Evaluation, wanted: str) -> No
     role = permission.cluster_role or ""
     ev.cluster_role = role
     if role not in inputs.catalog:
-        ev.mismatches.append(
-            f'permission "{wanted}" of policy "{ev.name}" uses ClusterRole "{role}", which is '
-            f"not in the operator's catalog: add it to the catalog, or give the permission "
-            f"inline rules"
+        ev.miss(
+            lambda: (
+                f'permission "{wanted}" of policy "{ev.name}" uses ClusterRole "{role}", which is '
+                f"not in the operator's catalog: add it to the catalog, or give the permission "
+                f"inline rules"
+            )
         )
         return
     _check_persistence(ev, inputs.catalog[role], lambda i: f'rule {i} of ClusterRole "{role}"')
@@ -327,12 +353,12 @@ def _check_role_rules(ev: _Evaluation, rules: Sequence[PolicyRule], where: _Wher
     """Rules the grant's namespaced Role could not hold, or that would grant nothing."""
     for index, rule in enumerate(rules):
         if rule.non_resource_ur_ls:
-            ev.mismatches.append(
+            ev.miss(
                 f"{where(index)} {describe_rule(rule)} has nonResourceURLs, which a grant's "
                 f"namespaced Role cannot hold: remove them from {fix}"
             )
         elif not rule.api_groups or not rule.resources:
-            ev.mismatches.append(
+            ev.miss(
                 f"{where(index)} {describe_rule(rule)} grants nothing without apiGroups and "
                 f'resources: set both in {fix} (apiGroups: [""] is the core group)'
             )
@@ -341,16 +367,15 @@ def _check_role_rules(ev: _Evaluation, rules: Sequence[PolicyRule], where: _Wher
 def _check_explicit_rules(inputs: _Inputs, ev: _Evaluation, rules: Sequence[PolicyRule]) -> None:
     ev.rules = tuple(rules)
     granted = _granted_rules(inputs, ev)
-    names = _listing([p.name for p in ev.policy.spec.permissions])
     _check_role_rules(ev, rules, lambda i: f"spec.rules[{i}]", "the request")
     for index, rule in enumerate(rules):
         if rule.non_resource_ur_ls or not rule.api_groups or not rule.resources:
             continue  # already reported as malformed
         if not covers(granted, rule):
-            ev.mismatches.append(
+            ev.miss(
                 f"spec.rules[{index}] {describe_rule(rule)} is not covered by the permissions of "
-                f'policy "{ev.name}" ({names}): narrow it to what they grant, or name one of them '
-                f"in spec.permission"
+                f'policy "{ev.name}" ({_listing([p.name for p in ev.policy.spec.permissions])}): '
+                f"narrow it to what they grant, or name one of them in spec.permission"
             )
     _check_persistence(ev, rules, lambda i: f"spec.rules[{i}]")
 
@@ -361,7 +386,7 @@ def _check_persistence(ev: _Evaluation, rules: Sequence[PolicyRule], where: _Whe
         sentence += f"revocation: {finding.why}"
         ev.persistence.append(sentence)
         if not ev.policy.spec.allow_persistence:
-            ev.mismatches.append(
+            ev.miss(
                 f'{sentence}, and policy "{ev.name}" does not allow that: narrow the rule, or set '
                 f"allowPersistence: true on the policy if this is intended"
             )
@@ -370,30 +395,36 @@ def _check_persistence(ev: _Evaluation, rules: Sequence[PolicyRule], where: _Whe
 def _check_ttl(inputs: _Inputs, ev: _Evaluation) -> None:
     spec = ev.policy.spec
     asked = inputs.request.spec.ttl
-    limit = spec.max_ttl
-    limit_name = f'maxTTL {format_duration(limit)} of policy "{ev.name}"'
-    if spec.break_glass and inputs.break_glass_max_ttl < limit:
-        limit = inputs.break_glass_max_ttl
-        limit_name = f'the break-glass maximum {format_duration(limit)} (policy "{ev.name}" is breakGlass)'
+    capped = spec.break_glass and inputs.break_glass_max_ttl < spec.max_ttl
+    limit = inputs.break_glass_max_ttl if capped else spec.max_ttl
     if asked is not None and asked <= timedelta(0):
-        ev.mismatches.append(
-            f"spec.ttl {format_duration(asked)} is not positive: ask for a duration such as 15m"
-        )
+        ev.miss(lambda: f"spec.ttl {format_duration(asked)} is not positive: ask for a duration such as 15m")
     elif ev.ttl <= timedelta(0):
-        ev.mismatches.append(
-            f'defaultTTL {format_duration(ev.ttl)} of policy "{ev.name}" is not positive: set '
-            f"spec.ttl, or give the policy a positive defaultTTL"
+        ev.miss(
+            lambda: (
+                f'defaultTTL {format_duration(ev.ttl)} of policy "{ev.name}" is not positive: set '
+                f"spec.ttl, or give the policy a positive defaultTTL"
+            )
         )
     elif ev.ttl > limit:
-        asked_for = (
-            f"spec.ttl {format_duration(ev.ttl)}"
-            if asked is not None
-            else f'defaultTTL {format_duration(ev.ttl)} of policy "{ev.name}"'
-        )
-        ev.mismatches.append(
-            f"{asked_for} exceeds {limit_name}: ask for {format_duration(limit)} or less"
-            + ("" if asked is not None else " in spec.ttl")
-        )
+
+        def message() -> str:
+            if capped:
+                limit_name = (
+                    f'the break-glass maximum {format_duration(limit)} (policy "{ev.name}" is breakGlass)'
+                )
+            else:
+                limit_name = f'maxTTL {format_duration(limit)} of policy "{ev.name}"'
+            asked_for = (
+                f"spec.ttl {format_duration(ev.ttl)}"
+                if asked is not None
+                else f'defaultTTL {format_duration(ev.ttl)} of policy "{ev.name}"'
+            )
+            return f"{asked_for} exceeds {limit_name}: ask for {format_duration(limit)} or less" + (
+                "" if asked is not None else " in spec.ttl"
+            )
+
+        ev.miss(message)
 
 
 def _check_limits(inputs: _Inputs, ev: _Evaluation) -> None:
@@ -406,27 +437,33 @@ def _check_limits(inputs: _Inputs, ev: _Evaluation) -> None:
     if limits.active_per_grantee is not None and account is not None:
         held = inputs.held_by_grantee
         if len(held) >= limits.active_per_grantee:
-            ev.mismatches.append(
-                f'limits.activePerGrantee {limits.active_per_grantee} of policy "{ev.name}" is '
-                f"reached: ServiceAccount {_ref(account)} already holds "
-                f"{_plural(len(held), 'live grant')} ({_listing([_grant_ref(g) for g in held])}): "
-                f"{fix}"
+            ev.miss(
+                lambda: (
+                    f'limits.activePerGrantee {limits.active_per_grantee} of policy "{ev.name}" is '
+                    f"reached: ServiceAccount {_ref(account)} already holds "
+                    f"{_plural(len(held), 'live grant')} ({_listing([_grant_ref(g) for g in held])}): "
+                    f"{fix}"
+                )
             )
     if limits.active_per_requester is not None and requester is not None:
         filed = inputs.filed_by_requester
         if filed >= limits.active_per_requester:
-            ev.mismatches.append(
-                f'limits.activePerRequester {limits.active_per_requester} of policy "{ev.name}" '
-                f'is reached: requester "{requester.username}" already has '
-                f"{_plural(filed, 'live grant')}: {fix}"
+            ev.miss(
+                lambda: (
+                    f'limits.activePerRequester {limits.active_per_requester} of policy "{ev.name}" '
+                    f'is reached: requester "{requester.username}" already has '
+                    f"{_plural(filed, 'live grant')}: {fix}"
+                )
             )
     if limits.active_per_policy is not None:
-        issued = inputs.per_policy[ev.name]
+        issued = inputs.issued_under(ev.name)
         if issued >= limits.active_per_policy:
-            ev.mismatches.append(
-                f'limits.activePerPolicy {limits.active_per_policy} of policy "{ev.name}" is '
-                f"reached: {_plural(issued, 'live grant')} were issued under it: "
-                f"{fix}, or raise limits.activePerPolicy"
+            ev.miss(
+                lambda: (
+                    f'limits.activePerPolicy {limits.active_per_policy} of policy "{ev.name}" is '
+                    f"reached: {_plural(issued, 'live grant')} were issued under it: "
+                    f"{fix}, or raise limits.activePerPolicy"
+                )
             )
 
 
@@ -440,7 +477,7 @@ def _check_environments(inputs: _Inputs, ev: _Evaluation) -> None:
     for grant in inputs.held_by_grantee:
         held = inputs.labels_of(grant.namespace).get(LABEL_ENVIRONMENT)
         if held != wanted:
-            ev.mismatches.append(
+            ev.miss(
                 f'limits.exclusiveEnvironments of policy "{ev.name}": ServiceAccount '
                 f"{_ref(account)} holds live grant {_grant_ref(grant)} in namespace "
                 f'"{grant.namespace}" ({_environment(held)}), but namespace "{target}" has '
@@ -456,39 +493,56 @@ def _environment(value: str | None) -> str:
 def _check_approvers(ev: _Evaluation) -> None:
     approval = ev.policy.spec.approval
     if ev.approvals_required and not approval.approvers:
-        ev.mismatches.append(
-            f"approval.required is {approval.required} but approval.approvers of policy "
-            f'"{ev.name}" is empty, so nobody can approve: list approvers, or set '
-            f"approval.required to 0"
+        ev.miss(
+            lambda: (
+                f"approval.required is {approval.required} but approval.approvers of policy "
+                f'"{ev.name}" is empty, so nobody can approve: list approvers, or set '
+                f"approval.required to 0"
+            )
         )
 
 
-def _evaluate(inputs: _Inputs, policy: AccessPolicy) -> _Evaluation:
+def _check_permission(inputs: _Inputs, ev: _Evaluation) -> None:
     spec = inputs.request.spec
-    ttl = spec.ttl if spec.ttl is not None else policy.spec.default_ttl
-    ev = _Evaluation(policy=policy, ttl=ttl)
-    _check_requester(inputs, ev)
-    _check_namespace(inputs, ev)
-    _check_grantee(inputs, ev)
     if spec.permission is not None:
         _check_named_permission(inputs, ev, spec.permission)
     else:
         _check_explicit_rules(inputs, ev, spec.rules or [])
-    _check_ttl(inputs, ev)
-    _check_limits(inputs, ev)
-    _check_environments(inputs, ev)
+
+
+def _check_approval(inputs: _Inputs, ev: _Evaluation) -> None:
     _check_approvers(ev)
-    return ev
+
+
+# In this order, which is the order a denial lists its reasons in.
+_CHECKS: tuple[Callable[[_Inputs, _Evaluation], None], ...] = (
+    _check_requester,
+    _check_namespace,
+    _check_grantee,
+    _check_permission,
+    _check_ttl,
+    _check_limits,
+    _check_environments,
+    _check_approval,
+)
+
+
+def _start(inputs: _Inputs, policy: AccessPolicy) -> _Evaluation:
+    spec = inputs.request.spec
+    ttl = spec.ttl if spec.ttl is not None else policy.spec.default_ttl
+    return _Evaluation(policy=policy, ttl=ttl)
+
+
+def _continue(inputs: _Inputs, ev: _Evaluation, *, to_first_mismatch: bool) -> None:
+    """Run the checks not run yet: all of them, or up to the first that fails."""
+    for check in _CHECKS[ev.checked :]:
+        check(inputs, ev)
+        ev.checked += 1
+        if to_first_mismatch and ev.mismatches:
+            return
 
 
 # --- The decision -----------------------------------------------------------------------------
-
-
-def _is_live(grant: TaskGrant, request_uid: str, now: datetime) -> bool:
-    """A grant counts against limits if its privilege is in force and it is not this request's."""
-    if request_uid and grant.spec.request.uid == request_uid:
-        return False  # re-deciding an active request must not count its own grant
-    return grant.spec.expires_at > now and grant.status.revoked_at is None
 
 
 def _what_and_whom(request: AccessRequest, ev: _Evaluation) -> str:
@@ -557,7 +611,7 @@ def _denied(reason: str, mismatches: Sequence[str], closest: _Evaluation | None 
 def decide(
     request: AccessRequest,
     policies: Sequence[AccessPolicy],
-    live_grants: Sequence[TaskGrant],
+    grants: GrantIndex,
     namespace_labels: Mapping[str, Mapping[str, str]],
     now: datetime,
     *,
@@ -567,6 +621,8 @@ def decide(
     """Decide a request: allowed, pending approval, or denied with the closest policy's misses.
 
     Parameters:
+        grants: the TaskGrants limits count. A grant counts if it is neither being deleted nor
+            revoked, has not expired at `now`, and is not this request's own.
         namespace_labels: labels of the request's namespace and of every live grant's namespace.
         catalog: the ClusterRoles the operator trusts, by name; other ClusterRoles never match.
         break_glass_max_ttl: the longest grant a break-glass policy may give, whatever its maxTTL.
@@ -591,21 +647,29 @@ def decide(
 
     inputs = _Inputs(
         request=request,
-        live_grants=[g for g in live_grants if _is_live(g, request.metadata.uid, now)],
+        grants=grants,
+        now=now,
         namespace_labels=namespace_labels,
         catalog=catalog,
         break_glass_max_ttl=break_glass_max_ttl,
     )
-    evaluations = [_evaluate(inputs, policy) for policy in candidates]
+    # A policy that fails one check cannot match: when one matches, the others' remaining
+    # checks would change nothing. Only a denial needs every policy checked in full.
+    evaluations = [_start(inputs, policy) for policy in candidates]
+    for ev in evaluations:
+        _continue(inputs, ev, to_first_mismatch=True)
     matching = [ev for ev in evaluations if not ev.mismatches]
     if matching:
         best = min(matching, key=lambda ev: (ev.approvals_required, ev.name))
         return _granted(request, best)
 
+    for ev in evaluations:
+        _continue(inputs, ev, to_first_mismatch=False)
     closest = min(evaluations, key=lambda ev: (len(ev.mismatches), ev.name))
-    misses = "; ".join(closest.mismatches)
+    mismatches = closest.written_mismatches()
+    misses = "; ".join(mismatches)
     if named is not None:
         reason = f'policy "{named}" named in spec.policy does not allow this request: {misses}'
     else:
         reason = f'no policy allows this request; closest is "{closest.name}": {misses}'
-    return _denied(reason, closest.mismatches, closest)
+    return _denied(reason, mismatches, closest)

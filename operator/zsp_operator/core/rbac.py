@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from zsp_operator.core.models import PolicyRule
 
@@ -255,8 +256,37 @@ def _uses_wildcard(rule: PolicyRule) -> bool:
     return any(ALL in values for _, values in _wildcard_fields(rule))
 
 
+class _ByFields:
+    """A rule, hashed and compared by its fields: what `rule_risks` depends on."""
+
+    __slots__ = ("fields", "rule")
+
+    def __init__(self, rule: PolicyRule) -> None:
+        self.rule = rule
+        self.fields = (
+            tuple(rule.verbs),
+            tuple(rule.api_groups),
+            tuple(rule.resources),
+            tuple(rule.resource_names),
+            tuple(rule.non_resource_ur_ls),
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.fields)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByFields) and self.fields == other.fields
+
+
 def rule_risks(rule: PolicyRule) -> tuple[Risk, ...]:
     """Every way this rule can be used to keep access after revocation (empty if none)."""
+    # Every decision probes every rule of every policy; the rules themselves rarely change.
+    return _rule_risks(_ByFields(rule))
+
+
+@lru_cache(maxsize=4096)
+def _rule_risks(key: _ByFields) -> tuple[Risk, ...]:
+    rule = key.rule
     if _uses_wildcard(rule):
         # The wildcard subsumes every concrete risk; listing them all would bury the cause.
         return (Risk.WILDCARD,)
