@@ -46,14 +46,18 @@ class FaultyKube(Kube):
         await self._maybe("patch/status" if status else "patch", res)
         return await super().patch(res, name, patch, namespace, status=status)
 
-    async def delete(
+    async def delete_returning(
         self,
         res: Resource,
         name: str,
         namespace: str | None = None,
         *,
         uid: str | None = None,
+        resource_version: str | None = None,
         propagation: str = "Background",
-    ) -> bool:
+    ) -> dict[str, Any] | None:
+        # Every delete goes through here (`Kube.delete` too).
         await self._maybe("delete", res)
-        return await super().delete(res, name, namespace, uid=uid, propagation=propagation)
+        return await super().delete_returning(
+            res, name, namespace, uid=uid, resource_version=resource_version, propagation=propagation
+        )

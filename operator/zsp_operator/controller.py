@@ -8,6 +8,7 @@ one per grant, and retry until they succeed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from zsp_operator.cache import OWNED, ObjectCache, RequestCache
 from zsp_operator.config import Settings
 from zsp_operator.core import constants as c
 from zsp_operator.core import lifecycle
@@ -34,7 +36,7 @@ from zsp_operator.core.models import (
     UserInfo,
 )
 from zsp_operator.core.policy import Decision, Outcome, decide
-from zsp_operator.grants import TEARDOWN_ORDER, GrantService, IssueError
+from zsp_operator.grants import GrantService, IssueError
 from zsp_operator.kube import Kube, KubeError
 from zsp_operator.kube.resources import (
     ACCESS_POLICIES,
@@ -45,10 +47,11 @@ from zsp_operator.kube.resources import (
     TASK_GRANTS,
 )
 from zsp_operator.observe import Observer, involved
+from zsp_operator.retry import backoff
 from zsp_operator.revoker import END_REASONS, Revoker
 from zsp_operator.scheduler import DeadlineScheduler
 from zsp_operator.status import StatusWriter
-from zsp_operator.taskwatch import task_end
+from zsp_operator.taskfollow import TaskFollower
 from zsp_operator.view import ClusterView
 
 log = logging.getLogger(__name__)
@@ -79,23 +82,38 @@ class Controller:
         self.observer = observer
         self.clock = clock
         self.view = ClusterView()
-        self.grants = grants or GrantService(kube, settings, clock)
-        self.status = StatusWriter(kube, clock)
+        self.cache = ObjectCache()
+        self.requests = RequestCache()
+        self.grants = grants or GrantService(kube, settings, clock, self.cache)
+        self.status = StatusWriter(kube, clock, self.requests)
         self.revoker = Revoker(self.grants, self.status, observer, self.view, clock)
         self.expiry = self.revoker.expiry
         self.approval_timeouts = DeadlineScheduler(self._time_out, clock)
+        # One shared watch per kind of task object, not one per grant.
+        self.tasks = TaskFollower(kube, self._task_ended, settings.namespaces)
         self._decide_lock = asyncio.Lock()
+        self._retries: dict[str, asyncio.Task[None]] = {}
+        self._issuing: set[str] = set()  # request uids between decision and status write
         self.identity: str | None = None  # our own username, from the API server
 
     # -- start and stop ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Prime the view, revoke what expired while we were away, re-arm the rest, sweep orphans."""
+        """Prime the view, revoke what expired while we were away, re-arm the rest, sweep orphans.
+
+        The lists here (one per kind) are the only ones outside a resync: from now on the
+        watches keep the view and the cache current, and the operator's own writes go in
+        as they are answered.
+        """
         self.identity = (await self.kube.whoami()).get("username")
         policies = await self.kube.list(ACCESS_POLICIES)
         namespaces = await self.kube.list(NAMESPACES)
         grants = await self.kube.list(TASK_GRANTS)
         self.view.replace_all(policies, namespaces, grants)
+        self.requests.replace(await self.kube.list(ACCESS_REQUESTS))
+        self.cache.replace(CLUSTER_ROLES, await self.kube.list(CLUSTER_ROLES))
+        for res in OWNED:
+            self.cache.replace(res, await self.kube.list(res, label_selector=MANAGED_SELECTOR))
         self.expiry.start()
         self.approval_timeouts.start()
         now = self.clock()
@@ -111,6 +129,8 @@ class Controller:
             else:
                 self.observer.resumed(grant)
                 self.expiry.arm(grant.metadata.uid, grant.spec.expires_at)
+                self.tasks.follow(grant)
+        self.tasks.start()  # after every live grant is followed: one list per kind settles them all
         # Policies and namespaces may have changed while we were away: no event will say so.
         await self.recheck(lambda grant: not self.revoker.in_progress(grant.metadata.uid))
         await self.remove_orphans()
@@ -121,19 +141,27 @@ class Controller:
         self.view.replace_all(await self.kube.list(ACCESS_POLICIES), [], [])
 
     async def stop(self) -> None:
+        await self.tasks.stop()
+        retries = list(self._retries.values())
+        for task in retries:
+            task.cancel()
+        await asyncio.gather(*retries, return_exceptions=True)
         await self.approval_timeouts.stop()
         await self.revoker.stop()
+        await self.observer.close()
 
     async def remove_orphans(self) -> None:
         """Delete any object carrying our labels whose grant no longer exists.
 
-        RoleBindings are left to the sweeper, which judges them in full and reports what it removes.
+        RoleBindings are left to the sweeper, which judges them in full and reports what it
+        removes. Delivery Secrets are never listed: one is deleted with the grant that
+        recorded it, and its token died with the grant's ServiceAccount.
         """
         live = set(self.view.grants)
-        for res in TEARDOWN_ORDER:
+        for res in OWNED:
             if res is ROLE_BINDINGS:
                 continue
-            for obj in await self.kube.list(res, label_selector=MANAGED_SELECTOR):
+            for obj in self.cache.all(res):
                 meta = obj["metadata"]
                 owner = (meta.get("labels") or {}).get(c.LABEL_GRANT_UID)
                 if owner and owner not in live:
@@ -144,16 +172,42 @@ class Controller:
                         meta["name"],
                     )
                     await self.kube.delete(res, meta["name"], meta.get("namespace"), uid=meta.get("uid"))
+                    self.cache.drop(res, meta.get("namespace"), meta["name"], meta.get("uid"))
 
     # -- requests ----------------------------------------------------------------------------
 
-    async def reconcile_request(self, body: dict[str, Any]) -> None:
-        """Bring one AccessRequest forward from wherever its status says it is."""
+    async def reconcile_request(self, body: dict[str, Any], attempt: int = 0) -> None:
+        """Bring one AccessRequest forward from wherever its status says it is.
+
+        Called for every watch event of the request (the operator's own status writes
+        included: those find nothing to do and make no call). API trouble is retried
+        here, with backoff, from the newest body known by then.
+        """
+        self.requests.put(body)
+        meta = body.get("metadata") or {}
+        newest = self.requests.get(meta.get("namespace", ""), meta.get("name", ""), meta.get("uid")) or body
         try:
-            await self._reconcile_request(body)
-        except KubeError:
+            await self._reconcile_request(newest)
+        except KubeError as err:
             self.observer.error("request")
-            raise
+            self._reconcile_later(newest, attempt, err)
+
+    def _reconcile_later(self, body: dict[str, Any], attempt: int, err: KubeError) -> None:
+        meta = body.get("metadata") or {}
+        uid = meta.get("uid", "")
+        delay = backoff(attempt, retryable=err.retryable)
+        log.warning("request %s/%s: %s; retrying in %.1fs", meta.get("namespace"), meta.get("name"), err, delay)
+
+        async def again() -> None:
+            await asyncio.sleep(delay)
+            self._retries.pop(uid, None)
+            fresh = self.requests.get(meta.get("namespace", ""), meta.get("name", ""), uid)
+            if fresh is not None:  # terminal or deleted meanwhile: nothing left to do
+                await self.reconcile_request(fresh, attempt + 1)
+
+        previous = self._retries.get(uid)
+        if previous is None or previous.done():
+            self._retries[uid] = asyncio.create_task(again(), name=f"zsp-request-retry-{uid}")
 
     async def _reconcile_request(self, body: dict[str, Any]) -> None:
         meta = body.get("metadata", {})
@@ -178,10 +232,17 @@ class Controller:
             return
         # Deciding and reserving the TaskGrant are serialized, so limits see every grant;
         # creating the rest of a reserved grant is not, so issuances overlap.
-        async with self._decide_lock:
-            reserved = await self._decide_and_reserve(request)
-        if reserved is not None:
-            await self._complete(*reserved)
+        uid = request.metadata.uid
+        if uid in self._issuing:
+            return  # an earlier event of this request is being issued; its status write follows
+        self._issuing.add(uid)
+        try:
+            async with self._decide_lock:
+                reserved = await self._decide_and_reserve(request)
+            if reserved is not None:
+                await self._complete(*reserved)
+        finally:
+            self._issuing.discard(uid)
 
     async def _reconcile_active(self, request: AccessRequest, body: dict[str, Any]) -> None:
         grant = self._grant_of(request.metadata.uid)
@@ -192,12 +253,17 @@ class Controller:
         if request.status.observed_generation != request.metadata.generation:
             await self._edit_ignored(body, "the request is Active: only spec.done: true may change")
 
-    async def _decide_and_reserve(self, request: AccessRequest) -> tuple[AccessRequest, TaskGrant] | None:
-        # Re-read under the lock: another handler run may have moved it on.
-        fresh = await self.kube.get(ACCESS_REQUESTS, request.name, request.namespace)
-        if fresh is None or fresh["metadata"]["uid"] != request.metadata.uid:
-            return None
-        request = AccessRequest.model_validate(fresh)
+    async def _decide_and_reserve(
+        self, request: AccessRequest
+    ) -> tuple[AccessRequest, TaskGrant, tuple[lifecycle.Event, ...]] | None:
+        """Decide; if allowed, reserve the TaskGrant. Returns what `_complete` needs.
+
+        An allowed first decision is not written on its own: it goes into the status
+        together with the issuance (or the failure), one write instead of two.
+        """
+        fresh = self.requests.get(request.namespace, request.name, request.metadata.uid)
+        if fresh is not None:
+            request = AccessRequest.model_validate(fresh)  # newer than the event, if anything
         phase = lifecycle.phase_of(request.status.conditions)
         if phase not in (Phase.PENDING, Phase.APPROVED):
             return None
@@ -205,12 +271,17 @@ class Controller:
         requester = requester_of(request.metadata.annotations)
         request.status.requester = requester
         decision = await self._decide(request)
+        deferred: tuple[lifecycle.Event, ...] = ()
         if phase is Phase.PENDING:
             previous = request.status.decision
             if previous is None:
                 await self.observer.requested(request, break_glass=decision.break_glass)
-            if previous is None or decision.outcome is Outcome.DENIED or decision.reason != previous.reason:
-                status = await self.status.transition(request, self._decided_event(decision, requester))
+            decided = self._decided_event(decision, requester)
+            if previous is None and decision.outcome is Outcome.ALLOWED:
+                deferred = (dataclasses.replace(decided, at=self.clock()),)
+                await self.observer.decided(request, decision)
+            elif previous is None or decision.outcome is Outcome.DENIED or decision.reason != previous.reason:
+                status = await self.status.transition(request, decided)
                 await self.observer.decided(request, decision)
                 if status is None:
                     return None
@@ -226,8 +297,8 @@ class Controller:
             # Approved before a restart, but the policy no longer allows it: never issue.
             await self._fail(request, "decision", f"no longer allowed: {decision.reason}")
             return None
-        grant = await self._reserve(request, decision)
-        return None if grant is None else (request, grant)
+        grant = await self._reserve(request, decision, deferred)
+        return None if grant is None else (request, grant, deferred)
 
     def _decided_event(self, decision: Decision, requester: UserInfo | None) -> Decided:
         return Decided(
@@ -247,7 +318,7 @@ class Controller:
         return decide(
             request,
             list(self.view.policies.values()) if policies is None else policies,
-            self.view.live_grants(),
+            self.view.grant_index,
             self.view.namespace_labels,
             self.clock(),
             catalog=catalog,
@@ -255,10 +326,10 @@ class Controller:
         )
 
     async def _catalog(self) -> dict[str, Sequence[PolicyRule]]:
-        """The trusted ClusterRoles and their current rules."""
+        """The trusted ClusterRoles and their current rules, as the watch last saw them."""
         catalog: dict[str, Sequence[PolicyRule]] = {}
         for name in self.settings.catalog:
-            body = await self.kube.get(CLUSTER_ROLES, name)
+            body = self.cache.get(CLUSTER_ROLES, None, name)
             if body is not None:
                 catalog[name] = [PolicyRule.model_validate(r) for r in body.get("rules") or []]
         return catalog
@@ -289,20 +360,24 @@ class Controller:
             self.approval_timeouts.disarm(_timeout_key(request.namespace, request.name, request.metadata.uid))
         return status
 
-    async def _reserve(self, request: AccessRequest, decision: Decision) -> TaskGrant | None:
+    async def _reserve(
+        self, request: AccessRequest, decision: Decision, deferred: tuple[lifecycle.Event, ...]
+    ) -> TaskGrant | None:
         try:
             grant = await self.grants.reserve(request, decision)
         except IssueError as err:
-            await self._fail(request, err.step, err.message)
+            await self._fail(request, err.step, err.message, deferred)
             return None
         self.view.put_grant(grant)  # the next decision counts it, even before its watch event
         return grant
 
-    async def _complete(self, request: AccessRequest, grant: TaskGrant) -> None:
+    async def _complete(
+        self, request: AccessRequest, grant: TaskGrant, deferred: tuple[lifecycle.Event, ...]
+    ) -> None:
         try:
             issued = await self.grants.complete(request, grant)
         except IssueError as err:
-            await self._roll_back(request, grant, err)
+            await self._roll_back(request, grant, err, deferred)
             return
         grant = issued.grant
         self.view.put_grant(grant)
@@ -316,12 +391,14 @@ class Controller:
             expires_at=grant.spec.expires_at,
             token_credential_id=issued.token_credential_id,
         )
-        await self.status.transition(request, event)
+        await self.status.transitions(request, (*deferred, event))
         created = request.metadata.creation_timestamp
         latency = (self.clock() - created).total_seconds() if created else None
         await self.observer.issued(request, grant, issued.objects, issued.token_credential_id, latency)
 
-    async def _roll_back(self, request: AccessRequest, grant: TaskGrant, err: IssueError) -> None:
+    async def _roll_back(
+        self, request: AccessRequest, grant: TaskGrant, err: IssueError, deferred: tuple[lifecycle.Event, ...]
+    ) -> None:
         # Marked never-live before the first delete: the watch events of our own deletions
         # (the minted ServiceAccount, the TaskGrant) can arrive before the rollback returns,
         # and must not read as a grantee deleted or a grant revoked from outside.
@@ -333,13 +410,18 @@ class Controller:
             # The revoker keeps at it until nothing is left; the request records the failure.
             self.revoker.discard_soon(grant)
             await self._fail(
-                request, "rollback", f"{err.message}; rolling back is retrying: {rollback_err.message}"
+                request,
+                "rollback",
+                f"{err.message}; rolling back is retrying: {rollback_err.message}",
+                deferred,
             )
             return
-        await self._fail(request, err.step, err.message)
+        await self._fail(request, err.step, err.message, deferred)
 
-    async def _fail(self, request: AccessRequest, step: str, message: str) -> None:
-        await self.status.transition(request, IssueFailed(message))
+    async def _fail(
+        self, request: AccessRequest, step: str, message: str, deferred: tuple[lifecycle.Event, ...] = ()
+    ) -> None:
+        await self.status.transitions(request, (*deferred, IssueFailed(message)))
         await self.observer.failed(request, step, message)
 
     async def _reject_malformed(
@@ -368,6 +450,7 @@ class Controller:
     async def request_deleted(self, body: dict[str, Any]) -> None:
         meta = body.get("metadata", {})
         uid = meta.get("uid", "")
+        self.requests.drop(meta.get("namespace", ""), meta.get("name", ""))
         self.approval_timeouts.disarm(_timeout_key(meta.get("namespace", ""), meta.get("name", ""), uid))
         grant = self._grant_of(uid)
         if grant is not None:
@@ -375,7 +458,7 @@ class Controller:
 
     async def _time_out(self, key: str) -> None:
         namespace, name, uid = key.split("/", 2)
-        body = await self.kube.get(ACCESS_REQUESTS, name, namespace)
+        body = self.requests.get(namespace, name, uid) or await self.kube.get(ACCESS_REQUESTS, name, namespace)
         if body is None or body["metadata"]["uid"] != uid:
             return  # deleted or replaced meanwhile
         request = AccessRequest.model_validate(body)
@@ -387,7 +470,7 @@ class Controller:
     # -- revocation (see revoker.py) ---------------------------------------------------------
 
     def _grant_of(self, request_uid: str) -> TaskGrant | None:
-        return next((g for g in self.view.grants.values() if g.spec.request.uid == request_uid), None)
+        return self.view.grant_for_request(request_uid)
 
     def revoke_soon(self, grant: TaskGrant, reason: str, message: str) -> asyncio.Task[None]:
         return self.revoker.revoke_soon(grant, reason, message)
@@ -395,14 +478,30 @@ class Controller:
     async def revoke(self, grant: TaskGrant, reason: str, message: str) -> None:
         await self.revoker.revoke(grant, reason, message)
 
-    async def grant_deleted(self, body: dict[str, Any]) -> None:
-        await self.revoker.grant_deleted(body)
+    def grant_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """Every TaskGrant watch event: track live grants, finish ones marked for deletion."""
+        meta = body.get("metadata") or {}
+        uid = meta.get("uid", "")
+        if event_type == "DELETED" or meta.get("deletionTimestamp"):
+            self.tasks.unfollow(uid)
+        if event_type == "DELETED":
+            # Normally our revocation released it; if someone stripped the finalizer, finish
+            # it now so nothing it made outlives it.
+            self.view.drop_grant(uid)
+            if not self.revoker.has_ended(uid) and not self.revoker.in_progress(uid):
+                self._finish_deleted(body)
+        elif meta.get("deletionTimestamp"):
+            if c.FINALIZER in (meta.get("finalizers") or []) and not self.revoker.in_progress(uid):
+                self._finish_deleted(body)
+        else:
+            self.grant_seen(body)
 
-    async def grant_gone(self, body: dict[str, Any]) -> None:
-        """A TaskGrant vanished. Normally its finalizer already finished it; if someone
-        stripped the finalizer, finish it now so nothing it made outlives it."""
-        if not self.revoker.has_ended(body.get("metadata", {}).get("uid", "")):
-            await self.revoker.grant_deleted(body)
+    def _finish_deleted(self, body: dict[str, Any]) -> None:
+        grant = TaskGrant.model_validate(body)
+        self.expiry.disarm(grant.metadata.uid)
+        request = self.requests.get(grant.namespace, grant.spec.request.name, grant.spec.request.uid)
+        done = bool(((request or {}).get("spec") or {}).get("done"))
+        self.revoker.finish_soon(body, done)
 
     # -- drift: policies, namespaces, identities, tasks ------------------------------------
 
@@ -415,7 +514,9 @@ class Controller:
                     grant, c.REASON_REVOKED, f"AccessPolicy {grant.spec.policy} was deleted or is invalid"
                 )
                 continue
-            body = await self.kube.get(ACCESS_REQUESTS, grant.spec.request.name, grant.namespace)
+            body = self.requests.get(grant.namespace, grant.spec.request.name, grant.spec.request.uid)
+            if body is None:  # not in flight as far as the watch knows: ask once
+                body = await self.kube.get(ACCESS_REQUESTS, grant.spec.request.name, grant.namespace)
             if body is None or body["metadata"]["uid"] != grant.spec.request.uid:
                 self.revoke_soon(grant, c.REASON_REVOKED, "the AccessRequest was deleted")
                 continue
@@ -457,12 +558,12 @@ class Controller:
         ):
             self.revoke_soon(grant, c.REASON_REVOKED, f"the grantee ServiceAccount {ns}/{name} was deleted")
 
-    async def follow_task(self, body: dict[str, Any], stopped: Any) -> None:
-        """End the grant when its taskRef object finishes or disappears."""
-        grant = TaskGrant.model_validate(body)
-        ended = await task_end(self.kube, grant, stopped)
-        if ended is not None:
-            await self.revoke(grant, c.REASON_COMPLETED, ended)
+    async def _task_ended(self, grant_uid: str, sentence: str) -> None:
+        """The object a grant's taskRef names finished or disappeared."""
+        grant = self.view.grants.get(grant_uid)
+        if grant is None or self.revoker.has_ended(grant_uid):
+            return
+        self.revoke_soon(grant, c.REASON_COMPLETED, sentence)
 
     def grant_seen(self, body: dict[str, Any]) -> None:
         uid = body.get("metadata", {}).get("uid", "")
@@ -475,3 +576,4 @@ class Controller:
             and not self.revoker.in_progress(grant.metadata.uid)
         ):
             self.expiry.arm(grant.metadata.uid, grant.spec.expires_at)
+            self.tasks.follow(grant)

@@ -3,18 +3,21 @@
 Issuance creates the TaskGrant first (so a crash leaves a record to clean up from), then
 the objects that carry the privilege, each labelled with the grant's uid and owned by it.
 Any failure removes everything made so far. Teardown deletes by the grant's record *and*
-by label, RoleBinding first: authorisation stops within milliseconds of that delete.
+by label (in the watch cache: no list, no read), RoleBinding first: authorisation stops
+within milliseconds of that delete.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from zsp_operator.cache import ObjectCache
 from zsp_operator.config import Settings
 from zsp_operator.core import constants as c
 from zsp_operator.core import manifests
@@ -77,10 +80,17 @@ def _created(res: Resource, body: dict[str, Any]) -> CreatedObject:
 
 
 class GrantService:
-    def __init__(self, kube: Kube, settings: Settings, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: Settings,
+        clock: Callable[[], datetime],
+        cache: ObjectCache | None = None,
+    ) -> None:
         self.kube = kube
         self.settings = settings
         self.clock = clock
+        self.cache = cache or ObjectCache()
 
     # -- issuance ----------------------------------------------------------------------------
 
@@ -174,7 +184,9 @@ class GrantService:
     async def _ensure(self, res: Resource, body: dict[str, Any], grant: TaskGrant) -> dict[str, Any]:
         """Create; an existing object is reused only if it carries this grant's uid."""
         try:
-            return await self.kube.create(res, body)
+            created = await self.kube.create(res, body)
+            self.cache.put(res, created)  # ours before its watch event says so
+            return created
         except AlreadyExists:
             meta = body["metadata"]
             existing = await self.kube.get(res, meta["name"], meta.get("namespace"))
@@ -215,17 +227,22 @@ class GrantService:
         try:
             return await self.kube.create(SECRETS, body)
         except AlreadyExists:
-            existing = await self.kube.get(SECRETS, delivery.secret_name, delivery.namespace)
-            labels = (existing or {}).get("metadata", {}).get("labels") or {}
-            if existing is None or labels.get(c.LABEL_GRANT_UID) != grant.metadata.uid:
+            # Resumed issuance with a fresh token: replace the old one, only in our own Secret.
+            # (The operator never reads Secrets: the patch's test is the ownership check.)
+            encoded = base64.b64encode(config.encode()).decode()
+            fresh = {"op": "add", "path": _pointer("data", c.DELIVERY_KEY), "value": encoded}
+            try:
+                return await self.kube.patch(
+                    SECRETS, delivery.secret_name, _if_owned_by(grant, fresh), delivery.namespace
+                )
+            except KubeError as err:
+                if err.status != 422:
+                    raise
                 raise IssueError(
                     "delivery Secret",
                     f"Secret {delivery.namespace}/{delivery.secret_name} already exists and is not "
                     "this grant's: choose another spec.delivery.secretName",
                 ) from None
-            # Resumed issuance with a fresh token: replace the old one.
-            body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
-            return await self.kube.replace(SECRETS, body)
 
     async def _record_issued(
         self,
@@ -245,9 +262,13 @@ class GrantService:
             status["tokenCredentialId"] = token_id
         if token_expiry:
             status["tokenExpiresAt"] = format_time(token_expiry)
-        await self.kube.patch(TASK_GRANTS, grant.name, {"status": status}, grant.namespace, status=True)
+        written = await self.kube.patch(
+            TASK_GRANTS, grant.name, {"status": status}, grant.namespace, status=True
+        )
         grant.status.objects = objects
         grant.status.token_credential_id = token_id
+        # The view keeps it at this version: the watch events of earlier ones may follow.
+        grant.metadata.resource_version = written.get("metadata", {}).get("resourceVersion")
 
     @staticmethod
     def _ready(
@@ -261,62 +282,111 @@ class GrantService:
 
     # -- teardown ----------------------------------------------------------------------------
 
-    async def record_end(self, grant: TaskGrant, reason: str, message: str) -> None:
-        """Write why the grant ends before anything is deleted, so a crash resumes with it."""
-        conditions = self._ready(grant, "False", reason, message, self.clock())
-        patch = {"status": {"endReason": message, "conditions": conditions}}
-        try:
-            await self.kube.patch(TASK_GRANTS, grant.name, patch, grant.namespace, status=True)
-        except KubeError as err:
-            if err.status != 404:
-                raise
+    def _targets(self, grant: TaskGrant, res: Resource) -> dict[tuple[str | None, str], str]:
+        """The grant's objects of one kind, by the grant's record *and* by label in the cache.
+
+        Neither a lost status write (a crash mid-issuance) nor a removed label hides one.
+        """
+        targets = {(o.namespace, o.name): o.uid for o in grant.status.objects if o.kind == res.kind}
+        if res is not SECRETS:
+            for body in self.cache.of_grant(res, grant.metadata.uid):
+                meta = body["metadata"]
+                targets.setdefault((meta.get("namespace"), meta["name"]), meta.get("uid", ""))
+        return targets
+
+    async def _delete(self, res: Resource, namespace: str | None, name: str, uid: str) -> bool:
+        removed = await self.kube.delete(res, name, namespace, uid=uid or None)
+        if res is not SECRETS:
+            self.cache.drop(res, namespace, name, uid or None)
+        return removed
 
     async def cut_bindings(self, grant: TaskGrant) -> datetime:
-        """Delete the RoleBindings recorded at issuance, by name and uid, before anything else.
+        """Delete the grant's RoleBindings, by name and uid, before anything else.
 
-        One call per binding and no list first: when many grants end in the same second, this
-        is what keeps each one's privilege from outliving its expiresAt. `teardown` then
-        finds anything else (by label) in DESIGN order.
+        One call per binding, no read first: when many grants end in the same second, this
+        is what keeps each one's privilege from outliving its expiresAt.
         """
-        for obj in grant.status.objects:
-            if obj.kind == ROLE_BINDINGS.kind:
-                await self.kube.delete(ROLE_BINDINGS, obj.name, obj.namespace, uid=obj.uid or None)
+        for (namespace, name), uid in self._targets(grant, ROLE_BINDINGS).items():
+            await self._delete(ROLE_BINDINGS, namespace, name, uid)
         return self.clock()
 
-    async def teardown(self, grant: TaskGrant) -> datetime | None:
-        """Delete every object of the grant in DESIGN order; returns when the binding went.
+    async def teardown(self, grant: TaskGrant, *, bindings_cut: bool = False) -> datetime | None:
+        """Delete every object of the grant in DESIGN order; returns when the bindings went.
 
-        Objects are found by the grant's record and by label, so neither a lost status
-        write nor a removed label hides one. Deletes are uid-preconditioned.
+        `bindings_cut`: `cut_bindings` already removed them (a second delete would only 404).
         """
         binding_gone: datetime | None = None
-        recorded: dict[tuple[str, str | None, str], str] = {
-            (o.kind, o.namespace, o.name): o.uid for o in grant.status.objects
-        }
-        namespaces = {grant.namespace}
-        if grant.spec.delivery is not None:
-            namespaces.add(grant.spec.delivery.namespace)
-        selector = manifests.grant_selector(grant.metadata.uid)
         for res in TEARDOWN_ORDER:
-            targets = {key: uid for key, uid in recorded.items() if key[0] == res.kind}
-            for namespace in sorted(namespaces):
-                for obj in await self.kube.list(res, namespace, label_selector=selector):
-                    meta = obj["metadata"]
-                    targets[(res.kind, meta.get("namespace"), meta["name"])] = meta.get("uid", "")
-            for (_, target_namespace, name), uid in targets.items():
-                await self.kube.delete(res, name, target_namespace, uid=uid or None)
+            if bindings_cut and res is ROLE_BINDINGS:
+                continue
+            for (namespace, name), uid in self._targets(grant, res).items():
+                await self._delete(res, namespace, name, uid)
             if res is ROLE_BINDINGS:
                 binding_gone = self.clock()
+        await self._unrecorded_secret(grant)
         return binding_gone
 
-    async def delete_grant(self, grant: TaskGrant) -> None:
-        """Delete the TaskGrant; its finalizer handler releases it after a last teardown."""
-        await self.kube.delete(TASK_GRANTS, grant.name, grant.namespace, uid=grant.metadata.uid)
+    async def _unrecorded_secret(self, grant: TaskGrant) -> None:
+        """A delivery Secret created just before a crash, before the grant recorded it.
+
+        The operator never reads Secrets, so it asks the API server to confirm the Secret is
+        this grant's (a JSON patch whose test fails otherwise) and learns its uid from the
+        answer, then deletes exactly that object.
+        """
+        delivery = grant.spec.delivery
+        if delivery is None or any(o.kind == SECRETS.kind for o in grant.status.objects):
+            return
+        try:
+            ending = {"op": "add", "path": _pointer("metadata", "annotations", c.ANNOTATION_ENDING), "value": "true"}
+            marked = await self.kube.patch(
+                SECRETS, delivery.secret_name, _if_owned_by(grant, ending), delivery.namespace
+            )
+        except KubeError as err:
+            if err.status in (404, 422):
+                return  # never created, or not this grant's
+            raise
+        await self._delete(SECRETS, delivery.namespace, delivery.secret_name, marked["metadata"]["uid"])
+
+    async def end_grant(self, grant: TaskGrant) -> None:
+        """Mark the TaskGrant for deletion; its finalizer keeps it until `release`.
+
+        From here a restart finds the grant ending (deletionTimestamp) and finishes it.
+        """
+        answer = await self.kube.delete_returning(
+            TASK_GRANTS, grant.name, grant.namespace, uid=grant.metadata.uid
+        )
+        if answer is not None and answer.get("kind") == TASK_GRANTS.kind:
+            grant.metadata.finalizers = list((answer.get("metadata") or {}).get("finalizers") or [])
+
+    async def release(self, grant: TaskGrant) -> None:
+        """Remove the operator's finalizer: the TaskGrant goes, and with it the record of the grant."""
+        finalizers = grant.metadata.finalizers or [c.FINALIZER]
+        for _ in range(3):
+            if c.FINALIZER not in finalizers:
+                return
+            at = finalizers.index(c.FINALIZER)
+            path = f"/metadata/finalizers/{at}"
+            ops = [{"op": "test", "path": path, "value": c.FINALIZER}, {"op": "remove", "path": path}]
+            try:
+                await self.kube.patch(TASK_GRANTS, grant.name, ops, grant.namespace)
+                return
+            except KubeError as err:
+                if err.status == 404:
+                    return
+                if err.status != 422:
+                    raise
+            # The list changed under us (another finalizer came or went): read it once more.
+            current = await self.kube.get(TASK_GRANTS, grant.name, grant.namespace)
+            if current is None or current["metadata"].get("uid") != grant.metadata.uid:
+                return
+            finalizers = list(current["metadata"].get("finalizers") or [])
+        raise KubeError(409, "Conflict", f"the finalizers of TaskGrant {grant.name} kept changing")
 
     async def remove(self, grant: TaskGrant) -> None:
         """Tear down everything of the grant, then the TaskGrant itself: one attempt."""
         await self.teardown(grant)
-        await self.delete_grant(grant)
+        await self.end_grant(grant)
+        await self.release(grant)
 
     async def remove_everything(self, grant: TaskGrant) -> None:
         """Roll back a failed issuance, retrying briefly.
@@ -336,3 +406,14 @@ class GrantService:
                     raise
                 await asyncio.sleep(delay)
                 delay *= 2
+
+
+def _pointer(*parts: str) -> str:
+    """A JSON pointer (RFC 6901) to a member whose names may hold '/' or '~'."""
+    return "".join("/" + part.replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def _if_owned_by(grant: TaskGrant, *ops: dict[str, Any]) -> list[dict[str, Any]]:
+    """A JSON patch that applies only to an object labelled with this grant's uid (422 otherwise)."""
+    test = {"op": "test", "path": _pointer("metadata", "labels", c.LABEL_GRANT_UID), "value": grant.metadata.uid}
+    return [test, *ops]

@@ -1,8 +1,10 @@
 """Revocation: at expiry and on every other end, one task per grant, retried until done.
 
 Order (DESIGN.md): the RoleBinding goes first (authorisation stops within milliseconds),
-the TaskGrant records why it ends, then the ServiceAccount, the Role, the delivery Secret;
-the request records the end, and the TaskGrant is deleted (its finalizer releases it). The expiry scheduler fires early by the latency measured here.
+then the TaskGrant is marked for deletion (its finalizer holds it, so a restart finds the
+grant ending), then the ServiceAccount, the Role, the delivery Secret; the request records
+the end, and the finalizer is released. The expiry scheduler fires early by the latency
+measured here.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from datetime import datetime
 from typing import Any
 
 from zsp_operator.core import constants as c
-from zsp_operator.core import lifecycle
-from zsp_operator.core.lifecycle import Ended, EndReason
+from zsp_operator.core.lifecycle import Ended, EndReason, end_of
 from zsp_operator.core.models import AccessRequestStatus, TaskGrant
 from zsp_operator.grants import GrantService
 from zsp_operator.kube import KubeError
 from zsp_operator.observe import Observer
+from zsp_operator.retry import backoff
 from zsp_operator.scheduler import DeadlineScheduler
 from zsp_operator.status import RequestRef, StatusWriter
 from zsp_operator.view import ClusterView
@@ -82,6 +84,11 @@ class Revoker:
         # would only nest inside it.
         return self._start(grant, "rolling back", lambda: self.grants.remove(grant))
 
+    def finish_soon(self, body: dict[str, Any], request_done: bool) -> asyncio.Task[None]:
+        """Finish a TaskGrant found marked for deletion (see `grant_deleted`), until done."""
+        grant = TaskGrant.model_validate(body)
+        return self._start(grant, "finishing", lambda: self.grant_deleted(body, request_done))
+
     async def revoke(self, grant: TaskGrant, reason: str, message: str) -> None:
         await asyncio.shield(self.revoke_soon(grant, reason, message))
 
@@ -97,29 +104,30 @@ class Revoker:
         return task
 
     async def _until_done(self, grant: TaskGrant, doing: str, attempt: Callable[[], Awaitable[None]]) -> None:
-        delay = 0.1
+        failures = 0
         while True:
             try:
                 await attempt()
                 return
             except KubeError as err:
                 self.observer.error("revoke")
+                delay = backoff(failures)  # never the permanent step: privilege may be at stake
+                failures += 1
                 log.error(
                     "%s %s/%s failed, retrying in %.1fs: %s", doing, grant.namespace, grant.name, delay, err
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
 
     async def _once(self, grant: TaskGrant, reason: str, message: str, started: datetime) -> None:
-        # The binding goes first; a crash right after loses nothing, since every end is
-        # found again at start (expiry, done, drift, a deleted request).
-        cut = await self.grants.cut_bindings(grant)
-        await self.grants.record_end(grant, reason, message)
-        binding_gone = min(cut, await self.grants.teardown(grant) or cut)
+        # The binding goes first. Then the TaskGrant is marked for deletion, which is what a
+        # restart finds to finish the rest: the bookkeeping follows the privilege, never leads it.
+        binding_gone = await self.grants.cut_bindings(grant)
         self.expiry.record_latency((binding_gone - started).total_seconds())
+        await self.grants.end_grant(grant)
+        await self.grants.teardown(grant, bindings_cut=True)
         lag = (binding_gone - grant.spec.expires_at).total_seconds() if reason == c.REASON_EXPIRED else None
         status = await self._end_request(grant, reason, message, binding_gone, lag)  # type: ignore[arg-type]
-        await self.grants.delete_grant(grant)
+        await self.grants.release(grant)
         await self._forget(grant, reason, message, lag, status)
 
     async def _expire(self, grant_uid: str) -> None:
@@ -127,18 +135,20 @@ class Revoker:
         if grant is not None:
             await self.revoke(grant, c.REASON_EXPIRED, "the grant's TTL ran out")
 
-    async def grant_deleted(self, body: dict[str, Any]) -> None:
-        """The TaskGrant's finalizer: tear down whatever is left, record the end, let it go."""
+    async def grant_deleted(self, body: dict[str, Any], request_done: bool) -> None:
+        """A TaskGrant marked for deletion that no revocation of ours is finishing.
+
+        Someone deleted it, or a revocation was cut off by a restart: tear down whatever is
+        left, record the end on the request, and let the TaskGrant go.
+        """
         grant = TaskGrant.model_validate(body)
         if grant.metadata.uid in self._ended:
-            return  # the revocation (or the rollback) already tore everything down
+            await self.grants.release(grant)  # torn down already; only the finalizer was left
+            return
         await self.grants.teardown(grant)
-        ready = lifecycle.condition(grant.status.conditions, c.COND_READY)
-        if ready is not None and ready.status == "False" and ready.reason in END_REASONS:
-            reason, message = ready.reason, ready.message
-        else:
-            reason, message = c.REASON_REVOKED, "the TaskGrant was deleted"
-        status = await self._end_request(grant, reason, message, self.clock(), None)  # type: ignore[arg-type]
+        reason, message = end_of(grant, request_done, self.clock())
+        status = await self._end_request(grant, reason, message, self.clock(), None)
+        await self.grants.release(grant)
         await self._forget(grant, reason, message, None, status)
 
     async def _end_request(

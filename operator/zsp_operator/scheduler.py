@@ -1,67 +1,193 @@
-"""One task over a heap of deadlines: woken for the earliest, never a polling timer per object.
+"""One task over the armed deadlines: woken for the next one due, never a polling timer per object.
 
-Revocation must be done *by* `expiresAt`, so the scheduler fires early by the revoke
-latency it measures (an exponentially weighted average of what callers report).
+Revocation must be done *by* `expiresAt`, so a deadline is started early by a lead:
+
+    lead = single latency + backlog ÷ throughput
+
+- *single latency* is what callers report through `record_latency` (an exponentially weighted
+  average, capped at `MAX_LEAD`): how long one callback takes to take effect;
+- *backlog* is the number of armed deadlines at or before this one that have not started yet:
+  the callbacks that go first, since deadlines run earliest-first;
+- *throughput* is measured here: `concurrency` slots ÷ the weighted average time a callback
+  holds one. Until a callback has finished, `default_throughput` stands in for it.
+
+The backlog part is capped at `max_burst_lead`, so a burst of N equal deadlines starts about
+N ÷ throughput early, and never more than the caps. At most `concurrency` callbacks run at
+once; deadlines that are due wait for a slot, earliest first.
+
+When a deadline is due, so is every deadline before it: they are *released* together (the
+front of the sorted list) and started as slots free up. Working out when the next release is
+due looks only at deadlines within reach of the caps, in steps of at least 1/128 of that reach
+(deadlines closer than a step are taken together, which can start them up to a step earlier,
+within the caps), and is repeated only when something could make it earlier: an arming, or a
+measurement that grew.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
-import heapq
 import itertools
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from operator import itemgetter
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 DueCallback = Callable[[str], Awaitable[None]]
+Entry = tuple[datetime, int, str]
 
-# Never start more than this early, whatever the measurements say: a slow outlier must not
-# cut a grant visibly short.
+# Never start more than this early for one callback's own latency, whatever the measurements
+# say: a slow outlier must not cut a grant visibly short.
 MAX_LEAD = timedelta(seconds=1)
+# How far the backlog may move a deadline's start forward, by default.
+MAX_BURST_LEAD = timedelta(seconds=30)
+# Throughput assumed before any callback has finished (callbacks per second): low on purpose.
+DEFAULT_THROUGHPUT = 50.0
+# Re-plan when a measurement grew by more than this fraction since the last plan.
+_REPLAN_GROWTH = 0.1
+# A plan looks at no more than about this many steps of deadlines.
+_PLAN_STEPS = 128
+
+_deadline_of: Callable[[Entry], datetime] = itemgetter(0)
 
 
 class DeadlineScheduler:
-    """Calls `on_due(key)` once per armed key, at its deadline minus the measured lead."""
+    """Calls `on_due(key)` once per armed key, earliest deadline first, `concurrency` at a time,
+    starting early enough that the callback is done by its deadline."""
 
-    def __init__(self, on_due: DueCallback, clock: Clock, *, smoothing: float = 0.3) -> None:
+    def __init__(
+        self,
+        on_due: DueCallback,
+        clock: Clock,
+        *,
+        smoothing: float = 0.3,
+        concurrency: int = 16,
+        max_burst_lead: timedelta = MAX_BURST_LEAD,
+        default_throughput: float = DEFAULT_THROUGHPUT,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if default_throughput <= 0:
+            raise ValueError("default_throughput must be positive")
         self._on_due = on_due
         self._clock = clock
         self._smoothing = smoothing
-        self._heap: list[tuple[datetime, int, str]] = []
+        self.concurrency = concurrency
+        self.max_burst_lead = max(timedelta(0), max_burst_lead)
+        # Armed keys not started yet, sorted by (deadline, arming order); the first `_released`
+        # of them are due and wait for a slot.
+        self._armed: list[Entry] = []
+        self._released = 0
         self._current: dict[str, tuple[datetime, int]] = {}
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
-        self.lead = timedelta(0)
+        self.lead = timedelta(0)  # the single-latency part, from `record_latency`
+        # Seconds of slot time per finished callback ÷ concurrency, i.e. 1 / throughput.
+        self._per_callback = 1.0 / default_throughput
+        self._measured = False
+        # What the current plan was made with; a measurement above them asks for a new one.
+        self._planned_lead = 0.0
+        self._planned_per_callback = self._per_callback
 
     # -- arming ------------------------------------------------------------------------------
 
     def arm(self, key: str, deadline: datetime) -> None:
         """Fire for `key` at `deadline`, replacing any earlier arming of the same key."""
+        self._remove(key)
         seq = next(self._seq)
+        entry = (deadline, seq, key)
         self._current[key] = (deadline, seq)
-        heapq.heappush(self._heap, (deadline, seq, key))
+        index = bisect.bisect_right(self._armed, entry)
+        self._armed.insert(index, entry)
+        if index < self._released:
+            # Ahead of a released deadline, so it must go before it: released too.
+            self._released += 1
+            self._fill()
         self._wake.set()
 
     def disarm(self, key: str) -> None:
-        self._current.pop(key, None)
+        """Forget `key`: not fired, even if it is due and waiting for a slot."""
+        self._remove(key)
 
     def deadline(self, key: str) -> datetime | None:
         entry = self._current.get(key)
         return entry[0] if entry else None
 
     def __len__(self) -> int:
+        """Armed keys not started yet (waiting for a slot included)."""
         return len(self._current)
 
+    def _remove(self, key: str) -> None:
+        current = self._current.pop(key, None)
+        if current is None:
+            return
+        entry = (current[0], current[1], key)
+        index = bisect.bisect_left(self._armed, entry)
+        del self._armed[index]
+        if index < self._released:
+            self._released -= 1
+
+    # -- measuring ---------------------------------------------------------------------------
+
     def record_latency(self, seconds: float) -> None:
-        """Report how long one revocation took to take effect; the lead follows it."""
+        """Report how long one callback took to take effect; the single-latency lead follows it."""
         measured = timedelta(seconds=max(0.0, seconds))
         self.lead = min(MAX_LEAD, self.lead + (measured - self.lead) * self._smoothing)
+        self._replan_if_later()
+
+    @property
+    def throughput(self) -> float:
+        """Callbacks finished per second with every slot busy (measured, or the default)."""
+        return math.inf if self._per_callback == 0 else 1.0 / self._per_callback
+
+    @property
+    def waiting(self) -> int:
+        """Keys that are due and wait for a free slot."""
+        return self._released
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def backlog(self, key: str) -> int | None:
+        """How many armed keys not started yet have a deadline at or before `key`'s, itself left out."""
+        current = self._current.get(key)
+        if current is None:
+            return None
+        return bisect.bisect_right(self._armed, current[0], key=_deadline_of) - 1
+
+    def lead_for(self, key: str) -> timedelta | None:
+        """How early `key` is due to start, as things stand: single latency + backlog ÷ throughput."""
+        backlog = self.backlog(key)
+        if backlog is None:
+            return None
+        return self.lead + timedelta(seconds=self._burst_lead(backlog))
+
+    def _burst_lead(self, backlog: int) -> float:
+        return min(self.max_burst_lead.total_seconds(), backlog * self._per_callback)
+
+    def _measure(self, seconds: float) -> None:
+        """One callback held a slot for `seconds`."""
+        per_callback = max(0.0, seconds) / self.concurrency
+        if self._measured:
+            self._per_callback += (per_callback - self._per_callback) * self._smoothing
+        else:
+            self._per_callback, self._measured = per_callback, True
+        self._replan_if_later()
+
+    def _replan_if_later(self) -> None:
+        """A longer lead can make a deadline due sooner than planned: plan again."""
+        if self.lead.total_seconds() > self._planned_lead * (1 + _REPLAN_GROWTH) or (
+            self._per_callback > self._planned_per_callback * (1 + _REPLAN_GROWTH)
+        ):
+            self._wake.set()
 
     # -- running -----------------------------------------------------------------------------
 
@@ -70,44 +196,94 @@ class DeadlineScheduler:
             self._task = asyncio.create_task(self._run(), name="zsp-deadline-scheduler")
 
     async def stop(self) -> None:
+        """Stop planning and starting; wait for the callbacks already running. Keys stay armed."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        if self._running:
+        while self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
-
-    def _next(self) -> tuple[datetime, int, str] | None:
-        """The earliest live entry, dropping ones that were re-armed or disarmed."""
-        while self._heap:
-            deadline, seq, key = self._heap[0]
-            if self._current.get(key) == (deadline, seq):
-                return self._heap[0]
-            heapq.heappop(self._heap)
-        return None
 
     async def _run(self) -> None:
         while True:
             self._wake.clear()
-            entry = self._next()
-            if entry is None:
+            self._fill()
+            delay = self._release_due()
+            if delay is None:
                 await self._wake.wait()
                 continue
-            deadline, _, key = entry
-            delay = (deadline - self.lead - self._clock()).total_seconds()
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
-                continue  # re-read the heap: something may have been armed earlier
-            heapq.heappop(self._heap)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    def _release_due(self) -> float | None:
+        """Release every deadline that is due; the seconds until the next one is, if any."""
+        while self._released < len(self._armed):
+            now = self._clock()
+            at, upto = self._plan(now)
+            if at > 0:
+                return at
+            self._released = upto
+            self._fill()
+        return None
+
+    def _plan(self, now: datetime) -> tuple[float, int]:
+        """When (seconds from now) the next release is due, and up to which index it goes.
+
+        A deadline at index k must start by `deadline - single lead - min(cap, k / throughput)`;
+        the next release is due at the earliest of those over the unreleased deadlines, and
+        takes every deadline up to that one (or, when some are due already, up to the last due
+        one). Deadlines more than the largest possible lead after that cannot matter, so the
+        search stops there.
+        """
+        armed, first = self._armed, self._released
+        single = self.lead.total_seconds()
+        per = self._per_callback
+        cap = self.max_burst_lead.total_seconds()
+        self._planned_lead, self._planned_per_callback = single, per
+        reach = min(cap, (len(armed) - 1) * per)
+        step = timedelta(seconds=reach / _PLAN_STEPS)
+        best, upto = math.inf, first + 1
+        due = first  # everything before this index is due already
+        index = first
+        while index < len(armed):
+            group_first = armed[index][0]
+            until = (group_first - now).total_seconds() - single
+            if until - reach >= max(best, 0.0):
+                break
+            # The deadlines within one step go together, as if all were at the first of them
+            # with the backlog of the last; none of them starts more than the caps early.
+            end = bisect.bisect_right(armed, group_first + step, lo=index + 1, key=_deadline_of)
+            group_last = armed[end - 1][0]
+            at = max(
+                until - self._burst_lead(end - 1),
+                (group_last - now).total_seconds() - single - cap,
+            )
+            if at <= 0:
+                due = end
+            if at <= best:
+                best, upto = at, end
+            index = end
+        return (best, due) if due > first else (best, upto)
+
+    def _fill(self) -> None:
+        """Start released deadlines, earliest first, while a slot is free."""
+        while self._task is not None and self._released and len(self._running) < self.concurrency:
+            key = self._armed.pop(0)[2]
+            self._released -= 1
             del self._current[key]
             task = asyncio.create_task(self._fire(key), name=f"zsp-due-{key}")
             self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._fill()
 
     async def _fire(self, key: str) -> None:
+        started = self._clock()
         try:
             await self._on_due(key)
         except Exception:
             # The callback owns its retries; a failure here must not stop the scheduler.
             log.exception("deadline callback for %s failed", key)
+        self._measure((self._clock() - started).total_seconds())

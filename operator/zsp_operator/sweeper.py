@@ -2,12 +2,14 @@
 
 Reacts to RoleBinding, ClusterRoleBinding, Role, Namespace and TaskGrant watch events (kopf
 handlers call in here) and sweeps everything at start and every `settings.resync`, so
-whatever a watch missed is caught. `core.sweep.classify` decides; this module only reads,
-deletes and reports.
+whatever a watch missed is caught. `core.sweep.classify` decides; this module only deletes
+and reports.
 
-Deleting is the one thing here that cannot be undone, so a verdict to delete is always
-re-derived from fresh reads of the binding, its grant and its role before it is carried
-out: the operator's view can lag its own issuance by a watch event.
+Between resyncs every judgement comes from the watch cache and the operator's view, which
+the operator's own writes update before their watch events arrive. Deleting is the one
+thing here that cannot be undone, so a delete carries the judged binding's uid and
+resourceVersion as preconditions: a binding changed since it was judged is not deleted,
+and its own watch event has it judged again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections import ChainMap
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from zsp_operator.cache import ObjectCache, key_of
 from zsp_operator.config import Settings
 from zsp_operator.core import constants as c
 from zsp_operator.core.audit import index_grants, index_roles
@@ -37,7 +40,7 @@ from zsp_operator.core.sweep import (
     parse_binding,
     role_needed,
 )
-from zsp_operator.kube import Kube, KubeError
+from zsp_operator.kube import Conflict, Kube, KubeError
 from zsp_operator.kube.resources import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
@@ -75,8 +78,10 @@ class Sweeper:
         view: ClusterView,
         revoke: Revoke,
         operator: str | None,
+        cache: ObjectCache | None = None,
     ) -> None:
         self.kube = kube
+        self.cache = cache or ObjectCache()
         self.observer = observer
         self.settings = settings
         self.view = view
@@ -121,7 +126,18 @@ class Sweeper:
         namespaces: list[str | None] = [*self.settings.namespaces] or [None]
         for namespace in namespaces:
             bindings += [_with_kind(b, ROLE_BINDINGS) for b in await self.kube.list(ROLE_BINDINGS, namespace)]
-        roles = index_roles(await self.kube.list(ROLES), await self.kube.list(CLUSTER_ROLES))
+        role_list, cluster_role_list = await self.kube.list(ROLES), await self.kube.list(CLUSTER_ROLES)
+        roles = index_roles(role_list, cluster_role_list)
+        # The listings refresh the cache, without forgetting what they did not see: an object
+        # the operator created after a listing began is in the cache and must stay there.
+        for res, bodies in (
+            (ROLE_BINDINGS, [b for b in bindings if b["kind"] == ROLE_BINDINGS.kind]),
+            (CLUSTER_ROLE_BINDINGS, [b for b in bindings if b["kind"] == CLUSTER_ROLE_BINDINGS.kind]),
+            (ROLES, role_list),
+            (CLUSTER_ROLES, cluster_role_list),
+        ):
+            for body in bodies:
+                self.cache.put(res, body)
         grants = index_grants(await self.kube.list(TASK_GRANTS))
         self._labels = {
             ns["metadata"]["name"]: dict(ns["metadata"].get("labels") or {})
@@ -185,8 +201,7 @@ class Sweeper:
             except ValueError:
                 return
         meta = body.get("metadata") or {}
-        selector = f"{c.LABEL_GRANT_UID}={meta.get('uid') or ''}"
-        await self._guarded(self._check_bindings(meta.get("namespace") or "", selector=selector, fresh=True))
+        await self._guarded(self._check_bindings(meta.get("namespace") or "", grant_uid=meta.get("uid") or ""))
 
     async def _guarded(self, work: Awaitable[None]) -> None:
         """Run one reaction; API trouble is logged and left to the next resync."""
@@ -196,19 +211,17 @@ class Sweeper:
             self.observer.error("sweep")
             log.warning("standing-privilege check failed (the next resync retries): %s", err)
 
-    async def _check_bindings(
-        self, namespace: str, *, role: str | None = None, selector: str | None = None, fresh: bool = False
-    ) -> None:
-        """Judge the RoleBindings of a namespace: all, those using `role`, or those `selector` picks.
-
-        `fresh` skips the first look through the operator's view and reads everything anew.
-        """
-        for body in await self.kube.list(ROLE_BINDINGS, namespace, label_selector=selector):
+    async def _check_bindings(self, namespace: str, *, role: str | None = None, grant_uid: str = "") -> None:
+        """Judge the cached RoleBindings of a namespace: all, those using `role`, or one grant's."""
+        if grant_uid:
+            found = [b for b in self.cache.of_grant(ROLE_BINDINGS, grant_uid) if key_of(b)[0] == namespace]
+        else:
+            found = self.cache.in_namespace(ROLE_BINDINGS, namespace)
+        for body in found:
             ref = body.get("roleRef") or {}
             if role is not None and (ref.get("kind"), ref.get("name")) != ("Role", role):
                 continue
-            binding = parse_binding(_with_kind(body, ROLE_BINDINGS))
-            await (self._confirm_and_act(binding) if fresh else self._check(binding))
+            await self._check(parse_binding(body))
 
     # -- judging and acting -----------------------------------------------------------------
 
@@ -233,51 +246,30 @@ class Sweeper:
             break_glass=break_glass_requesters(self.view.policies.values()),
         )
 
-    async def _judge(self, binding: Binding, grants: Mapping[str, TaskGrant]) -> Verdict:
-        """Classify, with the one role the verdict depends on read now."""
-        key = role_needed(binding, self._context(grants, {}))
+    def _judge(self, binding: Binding) -> Verdict:
+        """Classify from the operator's view of the grants and the cached role it depends on."""
+        key = role_needed(binding, self._context(self.view.grants, {}))
         roles: dict[RoleKey, Any] = {}
         if key is not None:
             kind, namespace, name = key
-            body = await self.kube.get(ROLES if kind == "Role" else CLUSTER_ROLES, name, namespace or None)
+            body = self.cache.get(ROLES if kind == "Role" else CLUSTER_ROLES, namespace or None, name)
             if body is not None:
                 roles[key] = list(body.get("rules") or [])
-        return classify(binding, self._context(grants, roles))
+        return classify(binding, self._context(self.view.grants, roles))
 
     async def _check(self, binding: Binding) -> None:
-        """Judge from the operator's view of the grants."""
-        await self._act_or_confirm(binding, await self._judge(binding, self.view.grants))
+        await self._act(binding, self._judge(binding))
 
     async def _act_or_confirm(self, binding: Binding, verdict: Verdict) -> None:
-        """Keeping and reporting are done at once; a deletion is judged again from fresh reads."""
+        """A resync's verdicts are acted on at once, but for a deletion: that is judged again
+        from the cache and the view, which may know of a grant issued since the listing."""
         if verdict.action is Action.DELETE:
-            await self._confirm_and_act(binding)
-        else:
-            await self._act(binding, verdict)
-
-    async def _confirm_and_act(self, seen: Binding) -> None:
-        res = _resource(seen)
-        body = await self.kube.get(res, seen.name, seen.namespace or None)
-        if body is None or body["metadata"].get("uid") != seen.uid:
-            return  # gone, or replaced by another object of that name (judged on its own event)
-        binding = parse_binding(_with_kind(body, res))
-        grants = dict(self.view.grants)
-        if binding.managed and not binding.cluster_wide:
-            await self._refresh_grant(binding, grants)
-        verdict = await self._judge(binding, grants)
+            cached = self.cache.get(_resource(binding), binding.namespace or None, binding.name)
+            if cached is None or cached["metadata"].get("uid") != binding.uid:
+                return  # gone, or replaced by another object of that name (judged on its own event)
+            binding = parse_binding(cached)
+            verdict = self._judge(binding)
         await self._act(binding, verdict)
-
-    async def _refresh_grant(self, binding: Binding, grants: dict[str, TaskGrant]) -> None:
-        """Replace the view's idea of the binding's grant by what the API server holds now."""
-        uid = binding.labels.get(c.LABEL_GRANT_UID, "")
-        grants.pop(uid, None)
-        name = binding.labels.get(c.LABEL_GRANT)
-        if not uid or not name:
-            return
-        body = await self.kube.get(TASK_GRANTS, name, binding.namespace)
-        if body is not None and body["metadata"].get("uid") == uid:
-            with contextlib.suppress(ValueError):
-                grants[uid] = TaskGrant.model_validate(body)
 
     async def _act(self, binding: Binding, verdict: Verdict) -> None:
         if verdict.action is Action.KEEP:
@@ -290,9 +282,18 @@ class Sweeper:
             log.warning("standing privilege: %s", verdict.message)
             await self.observer.standing_binding_found(binding, verdict, self.mode)
             return
-        removed = await self.kube.delete(
-            _resource(binding), binding.name, binding.namespace or None, uid=binding.uid
-        )
+        res = _resource(binding)
+        try:
+            removed = await self.kube.delete(
+                res,
+                binding.name,
+                binding.namespace or None,
+                uid=binding.uid,
+                resource_version=binding.resource_version or None,
+            )
+        except Conflict:
+            return  # changed since it was judged: its own watch event has it judged again
+        self.cache.drop(res, binding.namespace or None, binding.name, binding.uid)
         self._reported.pop(binding.uid, None)
         if verdict.revoke and verdict.grant is not None:
             self._revoke(verdict.grant, verdict)

@@ -28,6 +28,8 @@ class ClusterView:
     namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     # The grants by uid, with what policy limits count kept current as they come and go.
     grant_index: GrantIndex = field(default_factory=GrantIndex)
+    # request uid -> grant uid: which request a grant was issued for, without a scan.
+    _grant_of_request: dict[str, str] = field(default_factory=dict)
 
     @property
     def grants(self) -> Mapping[str, TaskGrant]:
@@ -65,11 +67,22 @@ class ClusterView:
         except ValidationError as err:
             log.error("unreadable TaskGrant: %s", "; ".join(describe(err, "TaskGrant")))
             return None
+        current = self.grant_index.get(grant.metadata.uid)
+        if current is not None and not _not_older(grant, current):
+            return current  # a watch event that trails the operator's own write of this grant
         self.grant_index.put(grant.metadata.uid, grant)
+        self._grant_of_request[grant.spec.request.uid] = grant.metadata.uid
         return grant
 
     def drop_grant(self, uid: str) -> TaskGrant | None:
-        return self.grant_index.drop(uid)
+        dropped = self.grant_index.drop(uid)
+        if dropped is not None and self._grant_of_request.get(dropped.spec.request.uid) == uid:
+            del self._grant_of_request[dropped.spec.request.uid]
+        return dropped
+
+    def grant_for_request(self, request_uid: str) -> TaskGrant | None:
+        uid = self._grant_of_request.get(request_uid)
+        return self.grant_index.get(uid) if uid is not None else None
 
     def live_grants(self) -> list[TaskGrant]:
         """Grants not being deleted: what limits and exclusivity count."""
@@ -88,9 +101,18 @@ class ClusterView:
         self.invalid_policies.clear()
         self.namespace_labels.clear()
         self.grant_index.clear()
+        self._grant_of_request.clear()
         for body in policies:
             self.put_policy(body)
         for body in namespaces:
             self.put_namespace(body)
         for body in grants:
             self.put_grant(body)
+
+
+def _not_older(candidate: TaskGrant, current: TaskGrant) -> bool:
+    """resourceVersions compared as numbers when both are (etcd's are); equal is not older."""
+    new, old = candidate.metadata.resource_version or "", current.metadata.resource_version or ""
+    if new.isdigit() and old.isdigit():
+        return int(new) >= int(old)
+    return True

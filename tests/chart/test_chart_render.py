@@ -59,8 +59,18 @@ def dev_only(rule: dict[str, Any]) -> bool:
     )
 
 
+def webhook_certificate_only(rule: dict[str, Any]) -> bool:
+    """The webhook certificate's Secret, by name: cluster-wide in deploy/ (stories serve from
+    their own namespaces), a Role in the release namespace in the chart."""
+    return rule["resources"] == ["secrets"] and bool(rule.get("resourceNames"))
+
+
 def deploy_cluster_rules() -> list[dict[str, Any]]:
-    return [rule for rule in deploy_rbac()["ClusterRole"]["rules"] if not dev_only(rule)]
+    return [
+        rule
+        for rule in deploy_rbac()["ClusterRole"]["rules"]
+        if not dev_only(rule) and not webhook_certificate_only(rule)
+    ]
 
 
 def normalized(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -125,9 +135,26 @@ def test_cluster_role_grants_exactly_the_rules_the_operator_is_tested_with() -> 
 
 def test_lease_role_grants_exactly_the_rules_the_operator_is_tested_with() -> None:
     rendered, deploy = render(), deploy_rbac()
-    assert normalized(rendered.one("Role")["rules"]) == normalized(deploy["Role"]["rules"])
-    assert rendered.one("RoleBinding")["subjects"] == deploy["RoleBinding"]["subjects"]
-    assert rendered.one("Role")["metadata"]["namespace"] == deploy["Role"]["metadata"]["namespace"]
+    role = rendered.one("Role", deploy["Role"]["metadata"]["name"])
+    assert normalized(role["rules"]) == normalized(deploy["Role"]["rules"])
+    binding = rendered.one("RoleBinding", deploy["RoleBinding"]["metadata"]["name"])
+    assert binding["subjects"] == deploy["RoleBinding"]["subjects"]
+    assert role["metadata"]["namespace"] == deploy["Role"]["metadata"]["namespace"]
+
+
+def test_operator_reads_no_secret_but_its_webhook_certificate() -> None:
+    """Delivery Secrets are written and deleted by name; the only Secret read is the
+    webhook certificate's, by name, in the release namespace (none with cert-manager)."""
+    rendered = render()
+    for rule in rendered.one("ClusterRole")["rules"]:
+        if "secrets" in rule["resources"]:
+            assert not {"get", "list", "watch"} & set(rule["verbs"]), rule
+    [deploy_rule] = [r for r in deploy_rbac()["ClusterRole"]["rules"] if webhook_certificate_only(r)]
+    role = rendered.one("Role", "zsp-operator-webhook-certificate")
+    assert normalized(role["rules"]) == normalized([deploy_rule])
+    assert role["metadata"]["namespace"] == "zsp-system"
+    with_cert_manager = render({"webhook": {"certificate": {"source": "cert-manager"}}})
+    assert not [r for r in with_cert_manager.all("Role") if r["metadata"]["name"].endswith("-certificate")]
 
 
 def test_default_catalog_is_the_same_in_chart_deploy_and_settings() -> None:
@@ -201,7 +228,7 @@ def test_cluster_role_binding_binds_the_operator_service_account() -> None:
 
 def test_lease_role_is_namespaced_and_names_the_operators_lease() -> None:
     rendered = render(namespace="ops")
-    role = rendered.one("Role")
+    role = rendered.one("Role", "zsp-operator-leader")
     assert role["metadata"]["namespace"] == "ops"
     lease = rendered.env_values["ZSP_LEASE_NAME"]
     assert role["rules"] == [
@@ -213,7 +240,7 @@ def test_lease_role_is_namespaced_and_names_the_operators_lease() -> None:
             "resourceNames": [lease],
         },
     ]
-    binding = rendered.one("RoleBinding")
+    binding = rendered.one("RoleBinding", "zsp-operator-leader")
     assert binding["metadata"]["namespace"] == "ops"
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [
@@ -417,7 +444,7 @@ def test_settings_come_from_values() -> None:
     assert settings.lease_duration.total_seconds() == 20
     assert settings.webhook_service == f"{NAMESPACE}/zsp-operator-webhook"
     assert settings.webhook_secret == "zsp-operator-webhook-tls"
-    assert rendered.one("Role")["rules"][1]["resourceNames"] == ["zsp-lock"]
+    assert rendered.one("Role", "zsp-operator-leader")["rules"][1]["resourceNames"] == ["zsp-lock"]
 
 
 def test_probes_liveness_on_healthz_readiness_on_the_webhook_port() -> None:
@@ -473,7 +500,7 @@ def test_replicas_without_leader_election_are_refused() -> None:
     assert "operator.leaderElection.enabled" in result.stderr
     single = render({"replicaCount": 1, "operator": {"leaderElection": {"enabled": False}}})
     assert "ZSP_LEADER_ELECT" not in single.env
-    assert "Role" not in single.kinds()
+    assert not [r for r in single.all("Role") if r["metadata"]["name"].endswith("-leader")]
 
 
 # --- certificates -------------------------------------------------------------------------
@@ -571,6 +598,7 @@ def test_dashboard_config_map_carries_the_dashboard() -> None:
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     shipped = json.loads((CHART / "dashboards" / "zsp-operator.json").read_text(encoding="utf-8"))
     assert json.loads(config_map["data"]["zsp-operator.json"]) == shipped
+
 
 # --- API Priority and Fairness ------------------------------------------------------------
 

@@ -424,6 +424,7 @@ async def test_events_are_specific_and_warn_for_denials_and_failures() -> None:
     await obs.failed(req, "RoleBinding", "forbidden")
     await obs.issued(req, grant(req), [], None, None)
     await obs.revoked(grant(req), "Completed", "done", None, None)
+    await obs.close()  # Events are posted in the background: wait for the queue to drain
     seen = [(e["involvedObject"]["kind"], e["reason"], e["type"]) for e in kube.events]
     assert seen == [
         ("AccessRequest", reasons.REQUEST_RECEIVED, "Normal"),
@@ -449,6 +450,7 @@ async def test_break_glass_makes_every_event_a_warning() -> None:
     await obs.issued(req, g, [], None, None)
     await obs.revoked(g, "Expired", "ttl", 0.0, None)
     await obs.failed(req, "Role", "x")
+    await obs.close()
     assert {e["type"] for e in kube.events} == {"Warning"}
     assert all(e["message"].startswith("break-glass: ") for e in kube.events)
 

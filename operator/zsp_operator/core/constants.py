@@ -30,9 +30,12 @@ ANNOTATION_REQUESTER: Final = "zsp.dev/requester"
 ANNOTATION_APPROVALS: Final = "zsp.dev/approvals"
 ANNOTATION_APPROVE: Final = "zsp.dev/approve"
 ANNOTATION_DENY: Final = "zsp.dev/deny"
+# Set on a delivery Secret found after a crash, as the grant that made it is torn down.
+ANNOTATION_ENDING: Final = "zsp.dev/ending"
 
 # The TaskGrant finalizer runs the teardown; kopf's own bookkeeping lives under its own prefix.
 FINALIZER: Final = "zsp.dev/revoke"
+KOPF_FINALIZER: Final = "kopf.zsp.dev/finalizer"  # kopf's; no handler of ours requires one
 KOPF_PREFIX: Final = "kopf.zsp.dev"
 
 # Key of the delivery Secret that holds the kubeconfig.

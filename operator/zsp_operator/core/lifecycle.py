@@ -23,6 +23,7 @@ from zsp_operator.core.models import (
     ObjectRef,
     Phase,
     PolicyRule,
+    TaskGrant,
     UserInfo,
 )
 
@@ -99,6 +100,9 @@ class Decided:
     rules: tuple[PolicyRule, ...] = ()
     persistence_capable: bool = False
     break_glass: bool = False
+    # When it was decided, if that is not when it is applied (an allowed decision is
+    # written together with the issuance that follows it).
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,22 @@ class Ended:
 
 Event = Decided | ApprovalsChanged | TimedOut | Issued | IssueFailed | Ended
 
+
+def end_of(grant: TaskGrant, request_done: bool, now: datetime) -> tuple[EndReason, str]:
+    """Why a grant found marked for deletion ended, re-derived rather than recorded.
+
+    A revocation writes nothing before it removes the privilege; after a restart its reason
+    is what still holds: the TTL ran out, the task was declared done, or someone deleted it.
+    """
+    ready = condition(grant.status.conditions, c.COND_READY)
+    if ready is not None and ready.status == "False" and ready.reason in _END_PHASES:
+        return ready.reason, ready.message  # type: ignore[return-value]
+    if grant.spec.expires_at <= now:
+        return "Expired", "the grant's TTL ran out"
+    if request_done:
+        return "Completed", "spec.done was set: the task is finished"
+    return "Revoked", "the TaskGrant was deleted"
+
 # Which events each phase accepts; anything else leaves the status untouched.
 ACCEPTS: dict[Phase, tuple[type, ...]] = {
     Phase.PENDING: (Decided, ApprovalsChanged, TimedOut, IssueFailed),
@@ -156,6 +176,8 @@ def apply(
     """The status after `event`; unchanged if the current phase does not accept it."""
     if not accepts(status, event):
         return status
+    if isinstance(event, Decided) and event.at is not None:
+        now = event.at
     new = status.model_copy(deep=True)
     conds = new.conditions
 

@@ -302,6 +302,7 @@ class ObjectMeta(Model):
     deletion_timestamp: Time | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    finalizers: list[str] = Field(default_factory=list)
 
 
 class AccessPolicy(Model):

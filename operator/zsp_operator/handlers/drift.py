@@ -7,6 +7,7 @@ from typing import Any
 import kopf
 
 from zsp_operator.handlers.common import POLICIES, controller_of
+from zsp_operator.kube.resources import SERVICE_ACCOUNTS
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
@@ -26,5 +27,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
 
     @kopf.on.event("v1", "serviceaccounts", id="grantee-deleted", registry=registry)
     async def service_account(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+        controller = controller_of(memo)
+        controller.cache.event(SERVICE_ACCOUNTS, event["type"], event["object"])  # keeps only ours
         if event["type"] == "DELETED":
-            await controller_of(memo).service_account_deleted(dict(event["object"]))
+            await controller.service_account_deleted(dict(event["object"]))

@@ -1,4 +1,9 @@
-"""AccessRequest handlers: any change brings the request forward; deletion revokes its grant."""
+"""AccessRequest handlers: every watch event brings the request forward; deletion revokes its grant.
+
+Raw events rather than kopf's change handlers: those keep their state in annotations on
+each request, two extra writes per request. The controller keeps its own state (the
+request's status and the grants it knows) and its own retries.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,15 @@ from typing import Any
 
 import kopf
 
-from zsp_operator.handlers.common import REQUESTS, controller_of, retry_on_api_errors
+from zsp_operator.handlers.common import REQUESTS, controller_of
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
-    @kopf.on.resume(*REQUESTS, id="reconcile-resumed", registry=registry)
-    @kopf.on.create(*REQUESTS, id="reconcile-created", registry=registry)
-    @kopf.on.update(*REQUESTS, id="reconcile-updated", registry=registry)
-    @retry_on_api_errors
-    async def reconcile(body: kopf.Body, memo: Any, **_: Any) -> None:
-        await controller_of(memo).reconcile_request(dict(body))
-
-    @kopf.on.event(*REQUESTS, id="watch-deletions", registry=registry)
-    async def deleted(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    @kopf.on.event(*REQUESTS, id="reconcile", registry=registry)
+    async def reconcile(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+        controller = controller_of(memo)
+        body = dict(event["object"])
         if event["type"] == "DELETED":
-            await controller_of(memo).request_deleted(dict(event["object"]))
+            await controller.request_deleted(body)
+        else:  # the initial listing (no type) too: what changed while we were away
+            await controller.reconcile_request(body)

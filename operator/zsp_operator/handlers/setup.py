@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 
 async def configure(settings: kopf.OperatorSettings, memo: Any) -> None:
     """Our finalizer, our annotation prefix, and where the admission webhooks are served."""
-    settings.persistence.finalizer = c.FINALIZER
+    # Not ours (c.FINALIZER): kopf strips its configured finalizer from objects no handler of
+    # it needs one for, and the operator releases its own TaskGrant finalizer itself.
+    settings.persistence.finalizer = c.KOPF_FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=c.KOPF_PREFIX, key="last-handled-configuration"

@@ -1,4 +1,8 @@
-"""Standing-privilege handlers: every binding, Role, namespace and grant event goes to the sweeper."""
+"""Standing-privilege handlers: every binding, Role, namespace and grant event goes to the sweeper.
+
+RBAC objects go into the controller's watch cache first, so the sweeper (and the teardown)
+judge from what the watch last said.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 import kopf
 
 from zsp_operator.handlers.common import GRANTS, controller_of, retry_on_api_errors
-from zsp_operator.kube.resources import CLUSTER_ROLE_BINDINGS, ROLE_BINDINGS, Resource
+from zsp_operator.kube.resources import CLUSTER_ROLE_BINDINGS, CLUSTER_ROLES, ROLE_BINDINGS, ROLES, Resource
 from zsp_operator.sweeper import Sweeper
 
 RBAC = ("rbac.authorization.k8s.io", "v1")
@@ -34,6 +38,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
             controller.view,
             controller.revoke_soon,
             controller.identity,
+            controller.cache,
         )
         await sweeper.start()
         memo.sweeper = sweeper
@@ -47,6 +52,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
     def on_bindings(res: Resource, handler_id: str) -> None:
         @kopf.on.event(*RBAC, res.plural, id=handler_id, registry=registry)
         async def binding(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+            controller_of(memo).cache.event(res, event["type"], event["object"])
             sweeper = sweeper_of(memo)
             if sweeper is not None:
                 await sweeper.binding_event(res, event["type"], dict(event["object"]))
@@ -56,9 +62,14 @@ def register(registry: kopf.OperatorRegistry) -> None:
 
     @kopf.on.event(*RBAC, "roles", id="sweep-roles", registry=registry)
     async def role(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+        controller_of(memo).cache.event(ROLES, event["type"], event["object"])
         sweeper = sweeper_of(memo)
         if sweeper is not None:
             await sweeper.role_event(event["type"], dict(event["object"]))
+
+    @kopf.on.event(*RBAC, "clusterroles", id="cache-clusterroles", registry=registry)
+    def cluster_role(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+        controller_of(memo).cache.event(CLUSTER_ROLES, event["type"], event["object"])
 
     @kopf.on.event("v1", "namespaces", id="sweep-namespaces", registry=registry)
     async def namespace(event: kopf.RawEvent, memo: Any, **_: Any) -> None:

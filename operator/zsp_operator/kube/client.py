@@ -239,25 +239,44 @@ class Kube:
         namespace: str | None = None,
         *,
         uid: str | None = None,
+        resource_version: str | None = None,
         propagation: str = "Background",
     ) -> bool:
-        """Delete; True if this call deleted it, False if it was already gone.
+        """Delete; True if this call deleted it (or marked it for deletion), False if it was gone.
 
-        A `uid` precondition makes sure we never delete a same-named replacement.
+        A `uid` precondition makes sure we never delete a same-named replacement; a
+        `resource_version` one that the object is still as the caller judged it (a changed
+        object raises Conflict, to be judged again).
         """
+        return await self.delete_returning(
+            res, name, namespace, uid=uid, resource_version=resource_version, propagation=propagation
+        ) is not None
+
+    async def delete_returning(
+        self,
+        res: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        uid: str | None = None,
+        resource_version: str | None = None,
+        propagation: str = "Background",
+    ) -> Body | None:
+        """Delete and return the API server's answer (the object itself while finalizers hold it)."""
         options: Body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
-        if uid:
-            options["preconditions"] = {"uid": uid}
+        preconditions = {"uid": uid, "resourceVersion": resource_version}
+        if uid or resource_version:
+            options["preconditions"] = {k: v for k, v in preconditions.items() if v}
         try:
-            await self._call("DELETE", res.path(namespace, name), body=options)
+            result: Body = await self._call("DELETE", res.path(namespace, name), body=options)
         except NotFound:
-            return False
+            return None
         except KubeError as err:
             # A uid precondition that no longer holds means the object we meant is gone.
-            if uid and err.status == 409 and "precondition" in err.message.lower():
-                return False
+            if uid and err.status == 409 and "uid" in err.message.lower() and "precondition" in err.message.lower():
+                return None
             raise
-        return True
+        return result or {}
 
     async def whoami(self) -> dict[str, Any]:
         """Our own authenticated userInfo, as the API server sees it (SelfSubjectReview)."""

@@ -31,7 +31,7 @@ from zsp_operator.observe import audit as a
 from zsp_operator.observe import reasons as r
 from zsp_operator.observe import records
 from zsp_operator.observe.audit import AuditLog
-from zsp_operator.observe.events import EventType, post_event
+from zsp_operator.observe.events import EventQueue, EventType, event_body
 from zsp_operator.observe.metrics import Metrics
 
 __all__ = ["AuditLog", "Metrics", "Observer", "involved"]
@@ -92,10 +92,16 @@ class Observer:
         self.audit = audit
         self.metrics = metrics
         self._clock = clock
+        self.events = EventQueue(kube) if kube is not None else None
 
     async def _event(self, obj: dict[str, Any], type_: EventType, reason: str, message: str) -> None:
-        if self.kube is not None:
-            await post_event(self.kube, obj, type_, reason, message, self._clock())
+        """Queue the Event: it is posted off the lifecycle's path (Events are not the record)."""
+        if self.events is not None:
+            self.events.put(event_body(obj, type_, reason, message, self._clock()))
+
+    async def close(self) -> None:
+        if self.events is not None:
+            await self.events.close()
 
     async def _tell(
         self,
