@@ -111,6 +111,9 @@ class Cluster:
     has_garbage_collector: bool  # envtest only when kube-controller-manager runs
     _issue_user_token: Callable[[str, Sequence[str]], str] = field(repr=False)
     _ca_file: Path | None = field(default=None, repr=False)
+    # The in-memory server's request observers (None on envtest): every authenticated request,
+    # as (username, resource request or None), like the real server's audit log.
+    request_observers: list[Callable[[str, Any], None]] | None = field(default=None, repr=False)
     _user_tokens: dict[str, str] = field(default_factory=dict, repr=False)
 
     def kubeconfig(self, token: str | None = None, namespace: str | None = None) -> dict[str, Any]:
@@ -164,6 +167,7 @@ def sim_cluster(crds: list[dict[str, Any]]) -> Iterator[Cluster]:
             kubeconfig_path=Path(kubeconfig),
             has_garbage_collector=bool(getattr(sim, "has_garbage_collector", False)),
             _issue_user_token=lambda name, groups: sim.user_token(name, groups=tuple(groups)),
+            request_observers=sim.request_observers,
         )
 
 

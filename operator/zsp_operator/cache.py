@@ -17,7 +17,7 @@ requests): at ten thousand grants the bodies would be most of the operator's mem
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -182,11 +182,15 @@ class RequestCache:
     """The newest body seen of each AccessRequest still in flight (not yet terminal).
 
     Terminal requests are forgotten: they are never written again but for an edit's
-    acknowledgement, and there are as many of them as there ever were requests.
+    acknowledgement, and there are as many of them as there ever were requests. Only their
+    uids are remembered (a bounded number), so a watch event that trails the terminal write
+    cannot bring a request back to life.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, remembered: int = 100_000) -> None:
         self._bodies: dict[Key, Body] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._remembered = remembered
 
     def put(self, body: Mapping[str, Any]) -> None:
         key = key_of(body)
@@ -194,10 +198,18 @@ class RequestCache:
         same_object = current is not None and current["metadata"].get("uid") == body["metadata"].get("uid")
         if same_object and current is not None and not _newer(body, current):
             return
-        if _is_terminal(body):
+        uid = str(body["metadata"].get("uid") or "")
+        if is_terminal_body(body):
             self._bodies.pop(key, None)
-        else:
+            self._ended[uid] = None
+            while len(self._ended) > self._remembered:
+                self._ended.popitem(last=False)
+        elif uid not in self._ended:
             self._bodies[key] = dict(body)
+
+    def ended(self, uid: str) -> bool:
+        """Whether this request was seen terminal (its later events are stale)."""
+        return uid in self._ended
 
     def drop(self, namespace: str, name: str) -> None:
         self._bodies.pop((namespace, name), None)
@@ -217,7 +229,7 @@ class RequestCache:
         return len(self._bodies)
 
 
-def _is_terminal(body: Mapping[str, Any]) -> bool:
+def is_terminal_body(body: Mapping[str, Any]) -> bool:
     try:
         status = AccessRequestStatus.model_validate(body.get("status") or {})
     except ValueError:

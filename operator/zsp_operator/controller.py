@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from zsp_operator.cache import OWNED, ObjectCache, RequestCache
+from zsp_operator.cache import OWNED, ObjectCache, RequestCache, is_terminal_body
 from zsp_operator.config import Settings
 from zsp_operator.core import constants as c
 from zsp_operator.core import lifecycle
@@ -185,7 +185,11 @@ class Controller:
         """
         self.requests.put(body)
         meta = body.get("metadata") or {}
-        newest = self.requests.get(meta.get("namespace", ""), meta.get("name", ""), meta.get("uid")) or body
+        newest = self.requests.get(meta.get("namespace", ""), meta.get("name", ""), meta.get("uid"))
+        if newest is None:
+            if self.requests.ended(meta.get("uid", "")) and not is_terminal_body(body):
+                return  # an event older than the write that ended it
+            newest = body
         try:
             await self._reconcile_request(newest)
         except KubeError as err:
@@ -521,6 +525,9 @@ class Controller:
                 self.revoke_soon(grant, c.REASON_REVOKED, "the AccessRequest was deleted")
                 continue
             request = AccessRequest.model_validate(body)
+            # Who asked is what the webhook recorded, as when it was first decided (status may
+            # not say yet: an allowed decision is written together with its issuance).
+            request.status.requester = requester_of(request.metadata.annotations)
             decision = await self._decide(request, [policy])
             if decision.outcome is Outcome.DENIED:
                 self.revoke_soon(

@@ -90,7 +90,7 @@ class GrantService:
         self.kube = kube
         self.settings = settings
         self.clock = clock
-        self.cache = cache or ObjectCache()
+        self.cache = cache if cache is not None else ObjectCache()
 
     # -- issuance ----------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ class StatusWriter:
     def __init__(self, kube: Kube, clock: Callable[[], datetime], requests: RequestCache | None = None) -> None:
         self.kube = kube
         self.clock = clock
-        self.requests = requests or RequestCache()
+        self.requests = requests if requests is not None else RequestCache()
 
     async def transition(
         self, request: AccessRequest | RequestRef, event: Event

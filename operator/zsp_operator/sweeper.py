@@ -81,7 +81,7 @@ class Sweeper:
         cache: ObjectCache | None = None,
     ) -> None:
         self.kube = kube
-        self.cache = cache or ObjectCache()
+        self.cache = cache if cache is not None else ObjectCache()
         self.observer = observer
         self.settings = settings
         self.view = view

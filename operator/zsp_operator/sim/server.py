@@ -22,7 +22,7 @@ from zsp_operator.sim.authz import Authorizer
 from zsp_operator.sim.certs import SelfSigned, self_signed
 from zsp_operator.sim.controllers import Controllers
 from zsp_operator.sim.deletion import Deleter
-from zsp_operator.sim.http import ApiHandler
+from zsp_operator.sim.http import ApiHandler, RequestObserver
 from zsp_operator.sim.objects import Objects, RequestContext
 from zsp_operator.sim.resources import Registry
 from zsp_operator.sim.reviews import Reviews
@@ -75,6 +75,7 @@ class SimServer:
         self._bookmark_interval = bookmark_interval
         self._admin_token = self.authenticator.add_static(ADMIN_USER, [MASTERS])
         self._controllers: Controllers | None = None
+        self.request_observers: list[RequestObserver] = []
         self._runner: web.AppRunner | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -91,6 +92,7 @@ class SimServer:
             self.authorizer,
             self._bookmark_interval,
             f"{self.host}:{self.port}",
+            self.request_observers,
         )
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", handler.handle)
