@@ -19,8 +19,9 @@ When a deadline is due, so is every deadline before it: they are *released* toge
 front of the sorted list) and started as slots free up. Working out when the next release is
 due looks only at deadlines within reach of the caps, in steps of at least 1/128 of that reach
 (deadlines closer than a step are taken together, which can start them up to a step earlier,
-within the caps), and is repeated only when something could make it earlier: an arming, or a
-measurement that grew.
+within the caps). It is worked out again when something may have changed it: an arming, or a
+measurement that moved by more than 10 % since (when one fell, the released deadlines that have
+not started are weighed again, so a passing slow spell does not start a crowd early).
 """
 
 from __future__ import annotations
@@ -48,10 +49,15 @@ MAX_LEAD = timedelta(seconds=1)
 MAX_BURST_LEAD = timedelta(seconds=30)
 # Throughput assumed before any callback has finished (callbacks per second): low on purpose.
 DEFAULT_THROUGHPUT = 50.0
-# Re-plan when a measurement grew by more than this fraction since the last plan.
-_REPLAN_GROWTH = 0.1
+# Re-plan when a measurement moved by more than this fraction since the last plan.
+_REPLAN_CHANGE = 0.1
+# Weight of one callback's service time in the throughput's moving average: there is one sample
+# per callback, many of them at once in a burst, so one slow callback must not swing it.
+_SERVICE_SMOOTHING = 0.05
 # A plan looks at no more than about this many steps of deadlines.
 _PLAN_STEPS = 128
+# Due within this many seconds counts as due: the clock's resolution, below float rounding noise.
+_RESOLUTION = 1e-6
 
 _deadline_of: Callable[[Entry], datetime] = itemgetter(0)
 
@@ -140,7 +146,7 @@ class DeadlineScheduler:
         """Report how long one callback took to take effect; the single-latency lead follows it."""
         measured = timedelta(seconds=max(0.0, seconds))
         self.lead = min(MAX_LEAD, self.lead + (measured - self.lead) * self._smoothing)
-        self._replan_if_later()
+        self._replan_if_changed()
 
     @property
     def throughput(self) -> float:
@@ -177,16 +183,20 @@ class DeadlineScheduler:
         """One callback held a slot for `seconds`."""
         per_callback = max(0.0, seconds) / self.concurrency
         if self._measured:
-            self._per_callback += (per_callback - self._per_callback) * self._smoothing
+            self._per_callback += (per_callback - self._per_callback) * _SERVICE_SMOOTHING
         else:
             self._per_callback, self._measured = per_callback, True
-        self._replan_if_later()
+        self._replan_if_changed()
 
-    def _replan_if_later(self) -> None:
-        """A longer lead can make a deadline due sooner than planned: plan again."""
-        if self.lead.total_seconds() > self._planned_lead * (1 + _REPLAN_GROWTH) or (
-            self._per_callback > self._planned_per_callback * (1 + _REPLAN_GROWTH)
-        ):
+    def _replan_if_changed(self) -> None:
+        """Plan again when a measurement moved: a longer lead can make a deadline due sooner than
+        planned, a shorter one can make released deadlines that have not started not due yet."""
+        lead, per = self.lead.total_seconds(), self._per_callback
+        high = 1 + _REPLAN_CHANGE
+        if lead * high < self._planned_lead or per * high < self._planned_per_callback:
+            self._released = 0  # each is released again if it is still due
+            self._wake.set()
+        if lead > self._planned_lead * high or per > self._planned_per_callback * high:
             self._wake.set()
 
     # -- running -----------------------------------------------------------------------------
@@ -220,7 +230,7 @@ class DeadlineScheduler:
         while self._released < len(self._armed):
             now = self._clock()
             at, upto = self._plan(now)
-            if at > 0:
+            if at > _RESOLUTION:
                 return at
             self._released = upto
             self._fill()
@@ -248,7 +258,7 @@ class DeadlineScheduler:
         while index < len(armed):
             group_first = armed[index][0]
             until = (group_first - now).total_seconds() - single
-            if until - reach >= max(best, 0.0):
+            if until - reach >= max(best, _RESOLUTION):
                 break
             # The deadlines within one step go together, as if all were at the first of them
             # with the backlog of the last; none of them starts more than the caps early.
@@ -258,7 +268,7 @@ class DeadlineScheduler:
                 until - self._burst_lead(end - 1),
                 (group_last - now).total_seconds() - single - cap,
             )
-            if at <= 0:
+            if at <= _RESOLUTION:
                 due = end
             if at <= best:
                 best, upto = at, end

@@ -7,7 +7,8 @@ Under the concurrency bound: due keys start earliest first, never more than the 
 a key disarmed or re-armed while it waits for a slot is not fired; a burst starts backlog ÷
 measured throughput early (the default throughput before any measurement) and is done by its
 deadline; a later burst pulls earlier deadlines forward; the lead stays within its caps; a
-failing callback frees its slot; stop waits for running callbacks and keeps waiting keys armed.
+failing callback frees its slot; stop waits for running callbacks and keeps waiting keys armed;
+released keys not started yet are held back again when the measured throughput turns out higher.
 """
 
 from __future__ import annotations
@@ -332,3 +333,20 @@ def test_the_concurrency_bound_is_checked() -> None:
 
     with pytest.raises(ValueError, match="concurrency"):
         DeadlineScheduler(nothing, lambda: T0, concurrency=0)
+
+
+async def test_released_keys_are_held_back_again_when_the_measured_throughput_is_higher() -> None:
+    rec = Recorder()
+    work = Worker(rec, service=0.1)
+    sched = DeadlineScheduler(work.on_due, rec.now, concurrency=2, default_throughput=1)
+    sched.start()
+    for i in range(10):
+        sched.arm(f"k{i}", rec.at(100))
+    await asyncio.sleep(120)
+    await sched.stop()
+    starts = [at for _, at in work.starts]
+    # Assumed 1 per second: 9 s early. Measured 20 per second after the first two: the other
+    # eight wait until 7 ahead of the last of them take 7 / 20 s.
+    assert starts[:2] == [91, 91]
+    assert starts[2] == pytest.approx(100 - 7 / 20)
+    assert max(starts) <= 100  # no latency reported: started by the deadline
