@@ -380,6 +380,7 @@ class Controller:
     ) -> None:
         try:
             issued = await self.grants.complete(request, grant)
+            await self.grants.record_issued(issued)
         except IssueError as err:
             await self._roll_back(request, grant, err, deferred)
             return

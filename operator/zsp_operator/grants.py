@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -44,6 +44,7 @@ from zsp_operator.kube.resources import (
 )
 
 log = logging.getLogger(__name__)
+Body = dict[str, Any]
 
 # Teardown order: the binding first (privilege gone), then the identity (its tokens stop
 # authenticating), then the Role, then the delivered credentials.
@@ -125,44 +126,41 @@ class GrantService:
     async def complete(self, request: AccessRequest, grant: TaskGrant) -> Issued:
         """Create what a reserved grant needs; on any failure raise IssueError naming the step.
 
+        Objects that do not depend on each other are created at once (a RoleBinding may name
+        a Role that is still being created: the operator holds `bind` on Roles), so issuance
+        costs two or three round trips, not six. The grant's status is not written here:
+        the caller writes it next (`record_issued`).
+
         Nothing is rolled back here: the caller first marks the grant as never live, so the
         watch events of its own deletions cannot read as outside events, then rolls back.
         """
+        spec = grant.spec
+        assert spec.identity is not None
+        name = manifests.object_name(request)
         objects: list[CreatedObject] = []
-        step = "ServiceAccount"
-        try:
-            spec = grant.spec
-            assert spec.identity is not None
-            if spec.mode == "ephemeral":
-                sa = await self._ensure(
-                    SERVICE_ACCOUNTS, manifests.service_account(grant, spec.identity), grant
-                )
-                objects.append(_created(SERVICE_ACCOUNTS, sa))
-            name = manifests.object_name(request)
-            if spec.cluster_role:
-                ref = manifests.role_ref("ClusterRole", spec.cluster_role)
-            else:
-                step = "Role"
-                role = await self._ensure(ROLES, manifests.role(grant, name, spec.rules), grant)
-                objects.append(_created(ROLES, role))
-                ref = manifests.role_ref("Role", name)
-            step = "RoleBinding"
-            binding = await self._ensure(
-                ROLE_BINDINGS, manifests.role_binding(grant, name, ref, spec.identity), grant
-            )
-            objects.append(_created(ROLE_BINDINGS, binding))
-            token_id = token_expiry = None
-            if spec.mode == "ephemeral":
-                step = "TokenRequest"
+        first: list[tuple[str, Resource, Awaitable[Body]]] = []
+        if spec.mode == "ephemeral":
+            sa = manifests.service_account(grant, spec.identity)
+            first.append(("ServiceAccount", SERVICE_ACCOUNTS, self._ensure(SERVICE_ACCOUNTS, sa, grant)))
+        if spec.cluster_role:
+            ref = manifests.role_ref("ClusterRole", spec.cluster_role)
+        else:
+            role = manifests.role(grant, name, spec.rules)
+            first.append(("Role", ROLES, self._ensure(ROLES, role, grant)))
+            ref = manifests.role_ref("Role", name)
+        binding = manifests.role_binding(grant, name, ref, spec.identity)
+        first.append(("RoleBinding", ROLE_BINDINGS, self._ensure(ROLE_BINDINGS, binding, grant)))
+        await _all_or_step(first, objects, grant)
+        token_id = token_expiry = None
+        if spec.mode == "ephemeral":
+            step = "TokenRequest"
+            try:
                 token, token_id, token_expiry = await self._request_token(spec.identity)
                 step = "delivery Secret"
                 secret = await self._deliver(grant, token)
-                objects.append(_created(SECRETS, secret))
-            step = "TaskGrant status"
-            await self._record_issued(grant, objects, token_id, token_expiry)
-        except (KubeError, IssueError, ValueError) as err:
-            message = err.message if isinstance(err, KubeError | IssueError) else str(err)
-            raise IssueError(step, f"creating the {step} failed: {message}", grant.metadata.uid) from err
+            except (KubeError, IssueError, ValueError) as err:
+                raise _step_failed(step, err, grant) from err
+            objects.append(_created(SECRETS, secret))
         return Issued(grant, tuple(objects), token_id, token_expiry)
 
     async def _create_grant(self, request: AccessRequest, decision: Decision) -> TaskGrant:
@@ -244,13 +242,19 @@ class GrantService:
                     "this grant's: choose another spec.delivery.secretName",
                 ) from None
 
-    async def _record_issued(
-        self,
-        grant: TaskGrant,
-        objects: list[CreatedObject],
-        token_id: str | None,
-        token_expiry: datetime | None,
-    ) -> None:
+    async def record_issued(self, issued: Issued) -> None:
+        """The TaskGrant records what was created for it and that it is live (raises IssueError).
+
+        Part of issuance: a grant whose record cannot be written is rolled back like any other.
+        """
+        try:
+            await self._record_issued(issued)
+        except KubeError as err:
+            raise _step_failed("TaskGrant status", err, issued.grant) from err
+
+    async def _record_issued(self, issued: Issued) -> None:
+        grant, objects = issued.grant, list(issued.objects)
+        token_id, token_expiry = issued.token_credential_id, issued.token_expires_at
         now = self.clock()
         ready = self._ready(grant, "True", c.REASON_ISSUED, "privilege is live", now)
         status: dict[str, Any] = {
@@ -406,6 +410,28 @@ class GrantService:
                     raise
                 await asyncio.sleep(delay)
                 delay *= 2
+
+
+def _step_failed(step: str, err: Exception, grant: TaskGrant) -> IssueError:
+    message = err.message if isinstance(err, KubeError | IssueError) else str(err)
+    return IssueError(step, f"creating the {step} failed: {message}", grant.metadata.uid)
+
+
+async def _all_or_step(
+    steps: list[tuple[str, Resource, Awaitable[Body]]], objects: list[CreatedObject], grant: TaskGrant
+) -> None:
+    """Run independent creations at once; record every success, raise for the first failure."""
+    results = await asyncio.gather(*(create for _, _, create in steps), return_exceptions=True)
+    failed: IssueError | None = None
+    for (step, res, _), result in zip(steps, results, strict=True):
+        if isinstance(result, KubeError | IssueError | ValueError):
+            failed = failed or _step_failed(step, result, grant)
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            objects.append(_created(res, result))
+    if failed is not None:
+        raise failed
 
 
 def _pointer(*parts: str) -> str:

@@ -250,6 +250,10 @@ CASES = [
         rb(), context(grant=LIVE, roles=REORDERED_RULES), K, State.GRANTED, False, id="role-rules-reordered"
     ),
     pytest.param(rb(), context(grant=LIVE, roles={}), D, State.TAMPERED, True, id="role-deleted"),
+    # Role and RoleBinding are created at once: mid-issuance, a binding may be seen first.
+    pytest.param(
+        rb(), context(grant=ISSUING, roles={}), K, State.GRANTED, False, id="mid-issuance-role-not-seen-yet"
+    ),
     pytest.param(rb("copy", uid="other"), context(grant=LIVE), D, State.FORGED, False, id="labels-copied"),
     pytest.param(rb(uid="recreated"), context(grant=LIVE), D, State.FORGED, False, id="recreated-same-name"),
     pytest.param(

@@ -255,12 +255,17 @@ def _expected_subjects(grant: TaskGrant) -> tuple[SubjectRef, ...]:
     return (SubjectRef(SubjectKind.SERVICE_ACCOUNT.value, identity.name, identity.namespace),)
 
 
+def _issuing(grant: TaskGrant) -> bool:
+    """Issuance in progress: the grant has not recorded its objects yet."""
+    return not any(o.kind == ROLE_BINDING for o in grant.status.objects)
+
+
 def _is_the_grants_binding(binding: Binding, grant: TaskGrant) -> bool:
     if binding.cluster_wide or binding.namespace != grant.namespace:
         return False
     recorded = [o for o in grant.status.objects if o.kind == ROLE_BINDING]
     if not recorded:
-        return True  # issuance in progress: the grant has not recorded its objects yet
+        return True  # issuing
     return any(o.name == binding.name and (not o.uid or o.uid == binding.uid) for o in recorded)
 
 
@@ -302,8 +307,10 @@ def check_managed(binding: Binding, grants: Mapping[str, TaskGrant], roles: Role
     elif expected_ref.kind == "Role":
         rules = roles.get(binding.role_key)
         wire = [rule.to_wire() for rule in grant.spec.rules]
-        if rules is None:
+        if rules is None and not _issuing(grant):
             problems.append(f"its Role {expected_ref.name} was deleted")
+        elif rules is None:
+            pass  # created beside its binding: judged again once the grant records both
         elif not same_rules(rules, wire):
             problems.append(f"the rules of Role {expected_ref.name} were edited after issuance")
     if problems:
