@@ -117,12 +117,15 @@ class Controller:
         self.expiry.start()
         self.approval_timeouts.start()
         now = self.clock()
+        self.revoker.started_at = now
         for grant in list(self.view.grants.values()):
             if grant.metadata.deletion_timestamp is not None:
                 continue  # its finalizer handler finishes it
             ending = lifecycle.condition(grant.status.conditions, c.COND_READY)
             if grant.spec.expires_at <= now:
-                self.revoke_soon(grant, c.REASON_EXPIRED, "expired while the operator was not running")
+                # Through the expiry scheduler, already due: earliest first, a bounded number
+                # at a time, so ten thousand overdue grants do not all start at once.
+                self.expiry.arm(grant.metadata.uid, grant.spec.expires_at)
             elif ending is not None and ending.status == "False" and ending.reason in END_REASONS:
                 # A revocation was under way when we stopped: finish it, for the same reason.
                 self.revoke_soon(grant, ending.reason, ending.message)

@@ -68,7 +68,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
             await sweeper.role_event(event["type"], dict(event["object"]))
 
     @kopf.on.event(*RBAC, "clusterroles", id="cache-clusterroles", registry=registry)
-    def cluster_role(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    async def cluster_role(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
         controller_of(memo).cache.event(CLUSTER_ROLES, event["type"], event["object"])
 
     @kopf.on.event("v1", "namespaces", id="sweep-namespaces", registry=registry)
