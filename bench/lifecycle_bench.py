@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import itertools
 import logging
 import statistics
 import sys
@@ -627,17 +628,50 @@ class BurstResult:
     expiry: list[ExpirySample]
     expiry_spread: float
     probed: int
+    # admission answers (a dry-run create through both webhooks) while the engine works
+    admission_issuing: list[float]
+    admission_revoking: list[float]
+
+
+class AdmissionProbe:
+    """A dry-run AccessRequest create every 100 ms: the webhooks' answer time, under load."""
+
+    def __init__(self, b: Bench) -> None:
+        self.b = b
+        self.samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        for i in itertools.count():
+            body = request_body(f"admission-probe-{i}", ttl="10m")
+            t0 = time.perf_counter()
+            await self.b.pipeline.create(ACCESS_REQUESTS, body, dry_run=True)
+            self.samples.append(time.perf_counter() - t0)
+            await asyncio.sleep(0.1)
+
+    def start(self) -> None:
+        self.samples = []
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> list[float]:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        return list(self.samples)
 
 
 async def scenario_burst(b: Bench, n: int, probes: int, issue_estimate: float) -> BurstResult:
     names = [f"burst-{i:04d}" for i in range(n)]
     before = b.calls.detail()
+    probe = AdmissionProbe(b)
     start = time.time()
     await asyncio.gather(*(b.pipeline.create(ACCESS_REQUESTS, request_body(x, ttl="10m")) for x in names))
     filed = time.time() - start
+    probe.start()  # from here the engine issues, and only the probe asks admission
     reached = await asyncio.gather(
         *(b.recorder.phase(x, "Active", "Denied", "Failed", within=300) for x in names)
     )
+    admission_issuing = await probe.stop()
     bad = [(x, r[0]) for x, r in zip(names, reached, strict=True) if r[0] != "Active"]
     if bad:
         raise RuntimeError(f"burst requests not Active: {bad[:5]}")
@@ -649,7 +683,9 @@ async def scenario_burst(b: Bench, n: int, probes: int, issue_estimate: float) -
     await asyncio.gather(
         *(b.pipeline.patch(ACCESS_REQUESTS, x, {"spec": {"done": True}}, TARGET) for x in names)
     )
+    probe.start()
     completed = await asyncio.gather(*(b.recorder.phase(x, "Completed", within=300) for x in names))
+    admission_revoking = await probe.stop()
     done_all_seen = max(r[1] for r in completed) - done
     done_to_revoked = [(parse_time(r[2]["status"].get("revokedAt")) or 0) - done for r in completed]
     await b.wait_clean(within=300)
@@ -709,6 +745,8 @@ async def scenario_burst(b: Bench, n: int, probes: int, issue_estimate: float) -
         expiry=expiry,
         expiry_spread=max(stamps) - min(stamps),
         probed=sum(1 for x in expiry if x.refused or x.last_allowed),
+        admission_issuing=admission_issuing,
+        admission_revoking=admission_revoking,
     )
 
 
@@ -730,6 +768,8 @@ def burst_table(r: BurstResult) -> str:
             TABLE_HEAD,
             row("filed → issued (`issuedAt`), per request", r.to_issued),
             row("`done: true` on all → `revokedAt`, per request", r.done_to_revoked),
+            row("admission answer (dry-run create) while the engine issues", r.admission_issuing),
+            row("admission answer (dry-run create) while the engine revokes", r.admission_revoking),
             f"\n**{r.n} grants expiring within the same second** (`expiresAt` spread "
             f"{r.expiry_spread * 1000:.0f} ms; access reviews every 100 ms for {r.probed} of them)\n",
             TABLE_HEAD,

@@ -70,6 +70,13 @@ class Settings(BaseSettings):
         default=False, description="in enforce mode, also delete unmanaged ClusterRoleBindings"
     )
     resync: Duration = Field(default=timedelta(minutes=5), description="full sweep interval")
+    revoke_concurrency: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="expiries revoked at once, earliest deadline first; a burst starts early by "
+        "its size over the measured rate",
+    )
     audit_file: str | None = Field(default=None, description="also append audit records to this file")
     standalone: bool = Field(default=False, description="run without peering (single replica)")
     peering: str | None = Field(

@@ -86,7 +86,9 @@ class Controller:
         self.requests = RequestCache()
         self.grants = grants or GrantService(kube, settings, clock, self.cache)
         self.status = StatusWriter(kube, clock, self.requests)
-        self.revoker = Revoker(self.grants, self.status, observer, self.view, clock)
+        self.revoker = Revoker(
+            self.grants, self.status, observer, self.view, clock, concurrency=settings.revoke_concurrency
+        )
         self.expiry = self.revoker.expiry
         self.approval_timeouts = DeadlineScheduler(self._time_out, clock)
         # One shared watch per kind of task object, not one per grant.

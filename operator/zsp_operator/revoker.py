@@ -42,13 +42,15 @@ class Revoker:
         observer: Observer,
         view: ClusterView,
         clock: Callable[[], datetime],
+        *,
+        concurrency: int = 16,
     ) -> None:
         self.grants = grants
         self.status = status
         self.observer = observer
         self.view = view
         self.clock = clock
-        self.expiry = DeadlineScheduler(self._expire, clock)
+        self.expiry = DeadlineScheduler(self._expire, clock, concurrency=concurrency)
         self._running: dict[str, asyncio.Task[None]] = {}
         self.started_at: datetime | None = None  # when this operator took over (set at start)
         self._cut: dict[str, asyncio.Event] = {}  # set once a revocation removed the privilege

@@ -32,6 +32,7 @@ _FLAGS: tuple[tuple[str, dict[str, object]], ...] = (
     ("sweep_mode", {"choices": ["audit", "enforce"]}),
     ("sweep_allowlist", {"metavar": "NS/NAME[,...]"}),
     ("resync", {"metavar": "DURATION"}),
+    ("revoke_concurrency", {"type": int}),
     ("audit_file", {"metavar": "FILE"}),
     ("peering", {}),
     ("priority", {"type": int}),
