@@ -69,6 +69,13 @@ def key_of(body: Mapping[str, Any]) -> Key:
     return (meta.get("namespace") or "", meta.get("name") or "")
 
 
+def _role_of(res: Resource, body: Mapping[str, Any]) -> Key | None:
+    if res is not ROLE_BINDINGS:
+        return None
+    ref = body.get("roleRef") or {}
+    return (key_of(body)[0], ref.get("name") or "") if ref.get("kind") == "Role" else None
+
+
 def grant_uid_of(body: Mapping[str, Any]) -> str | None:
     labels = (body.get("metadata") or {}).get("labels") or {}
     if labels.get(c.LABEL_MANAGED_BY) != c.OPERATOR_NAME:
@@ -83,6 +90,8 @@ class ObjectCache:
         self._objects: dict[str, dict[Key, Body]] = {res.kind: {} for res in CACHED}
         self._by_grant: dict[str, set[tuple[str, Key]]] = defaultdict(set)
         self._by_namespace: dict[str, dict[str, set[Key]]] = {res.kind: defaultdict(set) for res in CACHED}
+        # RoleBindings by the Role they name: a Role's change is judged against its bindings only.
+        self._by_role: dict[Key, set[Key]] = defaultdict(set)
 
     def put(self, res: Resource, body: Mapping[str, Any]) -> Body:
         """Store (or replace) one object as the API server last described it."""
@@ -96,6 +105,9 @@ class ObjectCache:
         owner = grant_uid_of(kept)
         if owner is not None:
             self._by_grant[owner].add((res.kind, key))
+        role = _role_of(res, kept)
+        if role is not None:
+            self._by_role[role].add(key)
         return kept
 
     def drop(self, res: Resource, namespace: str | None, name: str, uid: str | None = None) -> None:
@@ -115,6 +127,11 @@ class ObjectCache:
             in_namespace.discard(key)
             if not in_namespace:
                 del self._by_namespace[res.kind][key[0]]
+        role = _role_of(res, old)
+        if role is not None and role in self._by_role:
+            self._by_role[role].discard(key)
+            if not self._by_role[role]:
+                del self._by_role[role]
         owner = grant_uid_of(old)
         if owner is not None:
             owned = self._by_grant.get(owner)
@@ -149,6 +166,11 @@ class ObjectCache:
     def in_namespace(self, res: Resource, namespace: str) -> list[Body]:
         objects = self._objects[res.kind]
         return [objects[key] for key in self._by_namespace[res.kind].get(namespace, ()) if key in objects]
+
+    def bound_to_role(self, namespace: str, role: str) -> list[Body]:
+        """The cached RoleBindings of a namespace that name this Role."""
+        objects = self._objects[ROLE_BINDINGS.kind]
+        return [objects[key] for key in self._by_role.get((namespace, role), ()) if key in objects]
 
     def of_grant(self, res: Resource, grant_uid: str) -> list[Body]:
         """What the cache holds with this grant's uid label, of one kind."""
@@ -205,7 +227,9 @@ class RequestCache:
             while len(self._ended) > self._remembered:
                 self._ended.popitem(last=False)
         elif uid not in self._ended:
-            self._bodies[key] = dict(body)
+            # managedFields is most of a body and nothing here reads it
+            meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+            self._bodies[key] = {**body, "metadata": meta}
 
     def ended(self, uid: str) -> bool:
         """Whether this request was seen terminal (its later events are stale)."""

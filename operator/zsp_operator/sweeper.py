@@ -102,6 +102,14 @@ class Sweeper:
         await self.sweep_all()
         self._resync = asyncio.create_task(self._resync_forever(), name="zsp-sweep-resync")
 
+    def start_soon(self) -> None:
+        """Like `start`, with the first sweep in the background too.
+
+        The operator's watches (and with them every other reaction) begin only once its
+        start-up is done; at ten thousand grants a full first sweep would hold them back.
+        """
+        self._resync = asyncio.create_task(self._sweep_forever(first=True), name="zsp-sweep-resync")
+
     async def stop(self) -> None:
         if self._resync is not None:
             self._resync.cancel()
@@ -109,9 +117,14 @@ class Sweeper:
                 await self._resync
 
     async def _resync_forever(self) -> None:
+        await self._sweep_forever(first=False)
+
+    async def _sweep_forever(self, *, first: bool) -> None:
         interval = max(self.settings.resync.total_seconds(), 1.0)
         while True:
-            await asyncio.sleep(interval)
+            if not first:
+                await asyncio.sleep(interval)
+            first = False
             try:
                 await self.sweep_all()
             except KubeError as err:
@@ -215,12 +228,11 @@ class Sweeper:
         """Judge the cached RoleBindings of a namespace: all, those using `role`, or one grant's."""
         if grant_uid:
             found = [b for b in self.cache.of_grant(ROLE_BINDINGS, grant_uid) if key_of(b)[0] == namespace]
+        elif role is not None:
+            found = self.cache.bound_to_role(namespace, role)
         else:
             found = self.cache.in_namespace(ROLE_BINDINGS, namespace)
         for body in found:
-            ref = body.get("roleRef") or {}
-            if role is not None and (ref.get("kind"), ref.get("name")) != ("Role", role):
-                continue
             await self._check(parse_binding(body))
 
     # -- judging and acting -----------------------------------------------------------------

@@ -55,6 +55,17 @@ def test_indexes_the_operators_objects_by_grant_and_forgets_them_on_delete() -> 
     assert cache.grant_uids() == {"g2"}
 
 
+def test_bindings_are_found_by_the_role_they_name() -> None:
+    cache = ObjectCache()
+    cache.put(ROLE_BINDINGS, obj("a", roleRef={"kind": "Role", "name": "r1"}))
+    cache.put(ROLE_BINDINGS, obj("b", roleRef={"kind": "Role", "name": "r2"}))
+    cache.put(ROLE_BINDINGS, obj("c", roleRef={"kind": "ClusterRole", "name": "r1"}))
+    assert [b["metadata"]["name"] for b in cache.bound_to_role("pay", "r1")] == ["a"]
+    cache.put(ROLE_BINDINGS, obj("a", rv="2", roleRef={"kind": "Role", "name": "r2"}))
+    assert cache.bound_to_role("pay", "r1") == []
+    assert sorted(b["metadata"]["name"] for b in cache.bound_to_role("pay", "r2")) == ["a", "b"]
+
+
 def test_relabelling_moves_an_object_between_grants() -> None:
     cache = ObjectCache()
     cache.put(ROLE_BINDINGS, obj("a", grant="g1"))

@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # kopf says "Handler ... succeeded" for every watch event of every object: at ten
+        # thousand grants that is most of the log and a visible share of the CPU.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     given = {
         name: getattr(args, name) for name in Settings.model_fields if getattr(args, name, None) is not None
     }

@@ -40,8 +40,8 @@ def register(registry: kopf.OperatorRegistry) -> None:
             controller.identity,
             controller.cache,
         )
-        await sweeper.start()
         memo.sweeper = sweeper
+        sweeper.start_soon()
 
     @kopf.on.cleanup(registry=registry)
     async def stop_sweeper(memo: Any, **_: Any) -> None:
