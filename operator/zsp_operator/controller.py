@@ -112,6 +112,10 @@ class Controller:
         namespaces = await self.kube.list(NAMESPACES)
         grants = await self.kube.list(TASK_GRANTS)
         self.view.replace_all(policies, namespaces, grants)
+        started = self.clock()
+        # Privilege that outlived its grant goes first, before anything else is read: the
+        # bindings the overdue grants recorded, deleted by uid; their revocations follow.
+        await self._cut_overdue(started)
         self.requests.replace(await self.kube.list(ACCESS_REQUESTS))
         self.cache.replace(CLUSTER_ROLES, await self.kube.list(CLUSTER_ROLES))
         for res in OWNED:
@@ -119,7 +123,7 @@ class Controller:
         self.expiry.start()
         self.approval_timeouts.start()
         now = self.clock()
-        self.revoker.started_at = now
+        self.revoker.started_at = started
         for grant in list(self.view.grants.values()):
             if grant.metadata.deletion_timestamp is not None:
                 continue  # its finalizer handler finishes it
@@ -139,6 +143,25 @@ class Controller:
         # Policies and namespaces may have changed while we were away: no event will say so.
         await self.recheck(lambda grant: not self.revoker.in_progress(grant.metadata.uid))
         await self.remove_orphans()
+
+    async def _cut_overdue(self, now: datetime) -> None:
+        overdue = [
+            grant
+            for grant in self.view.grants.values()
+            if grant.metadata.deletion_timestamp is None and grant.spec.expires_at <= now
+        ]
+        slots = asyncio.Semaphore(self.settings.revoke_concurrency)
+
+        async def cut(grant: TaskGrant) -> None:
+            async with slots:
+                try:
+                    await self.grants.cut_bindings(grant)
+                except KubeError as err:
+                    log.warning("cutting the binding of overdue grant %s failed: %s", grant.name, err)
+                    return  # its revocation cuts it again
+                self.revoker.mark_cut(grant.metadata.uid)
+
+        await asyncio.gather(*(cut(grant) for grant in overdue))
 
     async def start_standby(self) -> None:
         """What a standby needs to answer admission: who we are, and the policies. Nothing else runs."""
@@ -501,7 +524,9 @@ class Controller:
             if not self.revoker.has_ended(uid) and not self.revoker.in_progress(uid):
                 self._finish_deleted(body)
         elif meta.get("deletionTimestamp"):
-            if c.FINALIZER in (meta.get("finalizers") or []) and not self.revoker.in_progress(uid):
+            ours = c.FINALIZER in (meta.get("finalizers") or [])
+            # An ended grant was released by its revocation: this is a late event of that.
+            if ours and not self.revoker.in_progress(uid) and not self.revoker.has_ended(uid):
                 self._finish_deleted(body)
         else:
             self.grant_seen(body)

@@ -56,6 +56,10 @@ class Revoker:
         self._cut: dict[str, asyncio.Event] = {}  # set once a revocation removed the privilege
         self._ended: OrderedDict[str, None] = OrderedDict()
 
+    def mark_cut(self, grant_uid: str) -> None:
+        """The grant's bindings are gone already (cut at start): its revocation skips that step."""
+        self._cut.setdefault(grant_uid, asyncio.Event()).set()
+
     def in_progress(self, grant_uid: str) -> bool:
         return grant_uid in self._running
 
@@ -125,9 +129,13 @@ class Revoker:
     async def _once(self, grant: TaskGrant, reason: str, message: str, started: datetime) -> None:
         # The binding goes first. Then the TaskGrant is marked for deletion, which is what a
         # restart finds to finish the rest: the bookkeeping follows the privilege, never leads it.
-        binding_gone = await self.grants.cut_bindings(grant)
-        self._cut.setdefault(grant.metadata.uid, asyncio.Event()).set()
-        self.expiry.record_latency((binding_gone - started).total_seconds())
+        cut = self._cut.setdefault(grant.metadata.uid, asyncio.Event())
+        if cut.is_set():
+            binding_gone = started  # cut already, at start
+        else:
+            binding_gone = await self.grants.cut_bindings(grant)
+            cut.set()
+            self.expiry.record_latency((binding_gone - started).total_seconds())
         await self.grants.end_grant(grant)
         await self.grants.teardown(grant, bindings_cut=True)
         lag = (binding_gone - grant.spec.expires_at).total_seconds() if reason == c.REASON_EXPIRED else None
