@@ -47,7 +47,7 @@ from datetime import datetime
 from typing import Any
 
 import yaml
-from ceiling import ceiling_section, measure_ceiling
+from ceiling import ceiling_section, measure_ceiling, poll
 from machine import describe, load
 from targets import CallCounter, OperatorProcess, Target, target
 
@@ -373,16 +373,6 @@ class Bench:
 
 async def allowed(kube: Kube) -> bool | None:
     return await may(kube, VERB, RESOURCE, TARGET, GROUP)
-
-
-async def poll(check: Callable[[], Awaitable[bool]], every: float, within: float) -> float | None:
-    """The time the check first held (polling every `every` s), or None."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return time.time()
-        await asyncio.sleep(every)
-    return None
 
 
 # --- scenario (a): issue latency --------------------------------------------------------------

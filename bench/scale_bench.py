@@ -66,7 +66,6 @@ from zsp_operator.core.models import (
     AccessPolicy,
     AccessRequest,
     AccessRequestStatus,
-    CreatedObject,
     NamespacedName,
     ObjectRef,
     TaskGrant,
@@ -75,6 +74,7 @@ from zsp_operator.core.models import (
     format_time,
 )
 from zsp_operator.core.policy import Outcome, decide
+from zsp_operator.grants import created_object
 from zsp_operator.kube import AlreadyExists, Kube
 from zsp_operator.kube.identity import wait_for_webhooks
 from zsp_operator.kube.resources import (
@@ -202,7 +202,7 @@ class WorldBuilder:
         role = await self.op.create(ROLES, manifests.role(grant, name, spec.rules))
         ref = manifests.role_ref("Role", name)
         binding = await self.op.create(ROLE_BINDINGS, manifests.role_binding(grant, name, ref, identity))
-        objects = [_created(ROLES, role), _created(ROLE_BINDINGS, binding)]
+        objects = [created_object(ROLES, role), created_object(ROLE_BINDINGS, binding)]
         ready = set_condition(
             [], c.COND_READY, "True", c.REASON_ISSUED, "privilege is live", issued, grant.metadata.generation
         )
@@ -244,17 +244,6 @@ class WorldBuilder:
         g.labels = dict(binding["metadata"]["labels"])
         g.role_ref = dict(binding["roleRef"])
         g.subjects = list(binding["subjects"])
-
-
-def _created(res: Resource, body: dict[str, Any]) -> CreatedObject:
-    meta = body["metadata"]
-    return CreatedObject(
-        api_version=res.api_version,
-        kind=res.kind,
-        name=meta["name"],
-        namespace=meta["namespace"],
-        uid=meta["uid"],
-    )
 
 
 def plan(n: int, same_second: int) -> list[Grant]:

@@ -69,7 +69,8 @@ class Issued:
     token_expires_at: datetime | None
 
 
-def _created(res: Resource, body: dict[str, Any]) -> CreatedObject:
+def created_object(res: Resource, body: dict[str, Any]) -> CreatedObject:
+    """What a grant records of one object it created."""
     meta = body["metadata"]
     return CreatedObject(
         api_version=res.api_version,
@@ -160,7 +161,7 @@ class GrantService:
                 secret = await self._deliver(grant, token)
             except (KubeError, IssueError, ValueError) as err:
                 raise _step_failed(step, err, grant) from err
-            objects.append(_created(SECRETS, secret))
+            objects.append(created_object(SECRETS, secret))
         return Issued(grant, tuple(objects), token_id, token_expiry)
 
     async def _create_grant(self, request: AccessRequest, decision: Decision) -> TaskGrant:
@@ -429,7 +430,7 @@ async def _all_or_step(
         elif isinstance(result, BaseException):
             raise result
         else:
-            objects.append(_created(res, result))
+            objects.append(created_object(res, result))
     if failed is not None:
         raise failed
 
