@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -30,6 +31,8 @@ from zsp_operator.view import ClusterView
 log = logging.getLogger(__name__)
 
 END_REASONS = (c.REASON_EXPIRED, c.REASON_REVOKED, c.REASON_COMPLETED)
+# Cuts measured under saturation: at least this many between reports, at most the window.
+_DRAIN_MIN, _DRAIN_WINDOW = 16, 256
 # How many ended grants are remembered, so late watch events cannot bring one back.
 _TOMBSTONES = 10_000
 
@@ -51,6 +54,10 @@ class Revoker:
         self.view = view
         self.clock = clock
         self.expiry = DeadlineScheduler(self._expire, clock, concurrency=concurrency)
+        self._concurrency = concurrency
+        # When the last cuts happened while revocations were queuing: the drain rate a burst
+        # of deadlines can count on (the scheduler starts the next burst early by it).
+        self._saturated_cuts: deque[float] = deque(maxlen=_DRAIN_WINDOW)
         self._running: dict[str, asyncio.Task[None]] = {}
         self.started_at: datetime | None = None  # when this operator took over (set at start)
         self._cut: dict[str, asyncio.Event] = {}  # set once a revocation removed the privilege
@@ -136,12 +143,23 @@ class Revoker:
             binding_gone = await self.grants.cut_bindings(grant)
             cut.set()
             self.expiry.record_latency((binding_gone - started).total_seconds())
+            self._count_cut()
         await self.grants.end_grant(grant)
         await self.grants.teardown(grant, bindings_cut=True)
         lag = (binding_gone - grant.spec.expires_at).total_seconds() if reason == c.REASON_EXPIRED else None
         status = await self._end_request(grant, reason, message, binding_gone, lag)  # type: ignore[arg-type]
         await self.grants.release(grant)
         await self._forget(grant, reason, message, lag, status)
+
+    def _count_cut(self) -> None:
+        """Measure cuts per second while more revocations run than the scheduler's slots."""
+        if len(self._running) < self._concurrency:
+            self._saturated_cuts.clear()  # not saturated: the window starts again
+            return
+        self._saturated_cuts.append(time.monotonic())
+        cuts = self._saturated_cuts
+        if len(cuts) >= _DRAIN_MIN and len(cuts) % _DRAIN_MIN == 0 and cuts[-1] > cuts[0]:
+            self.expiry.record_drain_rate((len(cuts) - 1) / (cuts[-1] - cuts[0]))
 
     async def _expire(self, grant_uid: str) -> None:
         """Start the revocation; hold the scheduler's slot only until the privilege is gone.

@@ -98,6 +98,9 @@ class DeadlineScheduler:
         # Seconds of slot time per finished callback ÷ concurrency, i.e. 1 / throughput.
         self._per_callback = 1.0 / default_throughput
         self._measured = False
+        # 1 / the rate at which a saturated operator actually got through its work (the
+        # caller measures it, `record_drain_rate`): under load, slower than the slots say.
+        self._drain_per_callback = 0.0
         # What the current plan was made with; a measurement above them asks for a new one.
         self._planned_lead = 0.0
         self._planned_per_callback = self._per_callback
@@ -151,7 +154,8 @@ class DeadlineScheduler:
     @property
     def throughput(self) -> float:
         """Callbacks finished per second with every slot busy (measured, or the default)."""
-        return math.inf if self._per_callback == 0 else 1.0 / self._per_callback
+        per = self._effective_per_callback
+        return math.inf if per == 0 else 1.0 / per
 
     @property
     def waiting(self) -> int:
@@ -177,7 +181,26 @@ class DeadlineScheduler:
         return self.lead + timedelta(seconds=self._burst_lead(backlog))
 
     def _burst_lead(self, backlog: int) -> float:
-        return min(self.max_burst_lead.total_seconds(), backlog * self._per_callback)
+        return min(self.max_burst_lead.total_seconds(), backlog * self._effective_per_callback)
+
+    @property
+    def _effective_per_callback(self) -> float:
+        return max(self._per_callback, self._drain_per_callback)
+
+    def record_drain_rate(self, per_second: float) -> None:
+        """Report how many callbacks' work a saturated caller completed per second.
+
+        A burst is by definition saturated: its lead must come from the rate the work drains
+        at then, not from how long one callback holds a slot while everything else is idle.
+        """
+        if per_second <= 0:
+            return
+        measured = 1.0 / per_second
+        if self._drain_per_callback == 0:
+            self._drain_per_callback = measured
+        else:
+            self._drain_per_callback += (measured - self._drain_per_callback) * self._smoothing
+        self._replan_if_changed()
 
     def _measure(self, seconds: float) -> None:
         """One callback held a slot for `seconds`."""
@@ -191,7 +214,7 @@ class DeadlineScheduler:
     def _replan_if_changed(self) -> None:
         """Plan again when a measurement moved: a longer lead can make a deadline due sooner than
         planned, a shorter one can make released deadlines that have not started not due yet."""
-        lead, per = self.lead.total_seconds(), self._per_callback
+        lead, per = self.lead.total_seconds(), self._effective_per_callback
         high = 1 + _REPLAN_CHANGE
         if lead * high < self._planned_lead or per * high < self._planned_per_callback:
             self._released = 0  # each is released again if it is still due
@@ -247,7 +270,7 @@ class DeadlineScheduler:
         """
         armed, first = self._armed, self._released
         single = self.lead.total_seconds()
-        per = self._per_callback
+        per = self._effective_per_callback
         cap = self.max_burst_lead.total_seconds()
         self._planned_lead, self._planned_per_callback = single, per
         reach = min(cap, (len(armed) - 1) * per)

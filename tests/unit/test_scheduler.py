@@ -238,6 +238,26 @@ async def test_a_burst_starts_backlog_over_throughput_early_and_is_done_by_its_d
     assert work.peak == slots
 
 
+async def test_a_burst_leads_by_the_drain_rate_measured_under_load_when_slower() -> None:
+    rec = Recorder()
+    service, slots, n = 0.5, 4, 40
+    work = Worker(rec, service=service)
+    sched = DeadlineScheduler(work.on_due, rec.now, concurrency=slots, smoothing=1.0)
+    sched.start()
+    await warm_up(sched, rec, work)
+    assert sched.throughput == slots / service  # what the slots say: 8 a second
+    sched.record_drain_rate(2.0)  # what the caller got through, saturated
+    assert sched.throughput == 2.0
+    sched.record_drain_rate(100.0)  # faster than the slots: the slots still bound it
+    assert sched.throughput == slots / service
+    sched.record_drain_rate(2.0)
+    keys = [f"k{i:02d}" for i in range(n)]
+    for key in keys:
+        sched.arm(key, rec.at(100))
+    assert sched.lead_for(keys[0]) == timedelta(seconds=sched.lead.total_seconds() + (n - 1) / 2.0)
+    await sched.stop()
+
+
 async def test_without_measurements_the_default_throughput_is_assumed() -> None:
     rec = Recorder()
     work = Worker(rec, service=0.1)
