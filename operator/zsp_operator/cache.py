@@ -176,7 +176,9 @@ class ObjectCache:
         """What the cache holds with this grant's uid label, of one kind."""
         objects = self._objects[res.kind]
         return [
-            objects[key] for kind, key in self._by_grant.get(grant_uid, ()) if kind == res.kind and key in objects
+            objects[key]
+            for kind, key in self._by_grant.get(grant_uid, ())
+            if kind == res.kind and key in objects
         ]
 
     def grant_uids(self) -> set[str]:
@@ -187,14 +189,13 @@ class ObjectCache:
         return sum(len(objects) for objects in self._objects.values())
 
 
-def _newer(candidate: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
-    """Whether `candidate` is not older than `current` (equal versions count as newer).
+def not_older(new: str | None, old: str | None) -> bool:
+    """Whether resourceVersion `new` is not older than `old` (equal is not older).
 
-    resourceVersions are compared as numbers when both are (etcd's are): a watch event
-    that trails the operator's own write must not bring back the older status.
+    Compared as numbers when both are (etcd's are), else assumed newer: a watch event that
+    trails the operator's own write must not bring back what that write replaced.
     """
-    new = str((candidate.get("metadata") or {}).get("resourceVersion") or "")
-    old = str((current.get("metadata") or {}).get("resourceVersion") or "")
+    new, old = new or "", old or ""
     if new.isdigit() and old.isdigit():
         return int(new) >= int(old)
     return True
@@ -218,7 +219,13 @@ class RequestCache:
         key = key_of(body)
         current = self._bodies.get(key)
         same_object = current is not None and current["metadata"].get("uid") == body["metadata"].get("uid")
-        if same_object and current is not None and not _newer(body, current):
+        if (
+            same_object
+            and current is not None
+            and not not_older(
+                body["metadata"].get("resourceVersion"), current["metadata"].get("resourceVersion")
+            )
+        ):
             return
         uid = str(body["metadata"].get("uid") or "")
         if is_terminal_body(body):

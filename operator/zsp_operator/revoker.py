@@ -58,6 +58,7 @@ class Revoker:
         # When the last cuts happened while revocations were queuing: the drain rate a burst
         # of deadlines can count on (the scheduler starts the next burst early by it).
         self._saturated_cuts: deque[float] = deque(maxlen=_DRAIN_WINDOW)
+        self._unreported_cuts = 0
         self._running: dict[str, asyncio.Task[None]] = {}
         self.started_at: datetime | None = None  # when this operator took over (set at start)
         self._cut: dict[str, asyncio.Event] = {}  # set once a revocation removed the privilege
@@ -156,9 +157,11 @@ class Revoker:
         if len(self._running) < self._concurrency:
             self._saturated_cuts.clear()  # not saturated: the window starts again
             return
-        self._saturated_cuts.append(time.monotonic())
         cuts = self._saturated_cuts
-        if len(cuts) >= _DRAIN_MIN and len(cuts) % _DRAIN_MIN == 0 and cuts[-1] > cuts[0]:
+        cuts.append(time.monotonic())
+        self._unreported_cuts += 1
+        if len(cuts) >= _DRAIN_MIN and self._unreported_cuts >= _DRAIN_MIN and cuts[-1] > cuts[0]:
+            self._unreported_cuts = 0
             self.expiry.record_drain_rate((len(cuts) - 1) / (cuts[-1] - cuts[0]))
 
     async def _expire(self, grant_uid: str) -> None:

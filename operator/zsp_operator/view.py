@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from zsp_operator.cache import not_older
 from zsp_operator.core.errors import describe
 from zsp_operator.core.grantindex import GrantIndex
 from zsp_operator.core.models import AccessPolicy, TaskGrant
@@ -68,7 +69,8 @@ class ClusterView:
             log.error("unreadable TaskGrant: %s", "; ".join(describe(err, "TaskGrant")))
             return None
         current = self.grant_index.get(grant.metadata.uid)
-        if current is not None and not _not_older(grant, current):
+        newer = current is None or not_older(grant.metadata.resource_version, current.metadata.resource_version)
+        if current is not None and not newer:
             return current  # a watch event that trails the operator's own write of this grant
         self.grant_index.put(grant.metadata.uid, grant)
         self._grant_of_request[grant.spec.request.uid] = grant.metadata.uid
@@ -109,10 +111,3 @@ class ClusterView:
         for body in grants:
             self.put_grant(body)
 
-
-def _not_older(candidate: TaskGrant, current: TaskGrant) -> bool:
-    """resourceVersions compared as numbers when both are (etcd's are); equal is not older."""
-    new, old = candidate.metadata.resource_version or "", current.metadata.resource_version or ""
-    if new.isdigit() and old.isdigit():
-        return int(new) >= int(old)
-    return True

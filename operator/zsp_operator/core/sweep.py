@@ -263,9 +263,9 @@ def _issuing(grant: TaskGrant) -> bool:
 def _is_the_grants_binding(binding: Binding, grant: TaskGrant) -> bool:
     if binding.cluster_wide or binding.namespace != grant.namespace:
         return False
+    if _issuing(grant):
+        return True
     recorded = [o for o in grant.status.objects if o.kind == ROLE_BINDING]
-    if not recorded:
-        return True  # issuing
     return any(o.name == binding.name and (not o.uid or o.uid == binding.uid) for o in recorded)
 
 
@@ -307,10 +307,11 @@ def check_managed(binding: Binding, grants: Mapping[str, TaskGrant], roles: Role
     elif expected_ref.kind == "Role":
         rules = roles.get(binding.role_key)
         wire = [rule.to_wire() for rule in grant.spec.rules]
-        if rules is None and not _issuing(grant):
-            problems.append(f"its Role {expected_ref.name} was deleted")
-        elif rules is None:
-            pass  # created beside its binding: judged again once the grant records both
+        if rules is None:
+            # Mid-issuance the Role is created beside its binding and may not be seen yet:
+            # the binding is judged again once the grant records both.
+            if not _issuing(grant):
+                problems.append(f"its Role {expected_ref.name} was deleted")
         elif not same_rules(rules, wire):
             problems.append(f"the rules of Role {expected_ref.name} were edited after issuance")
     if problems:
