@@ -41,9 +41,9 @@ import yaml
 from machine import describe
 
 from zsp_operator.cli import main as zsp
-from zsp_operator.cli.audit import gc_paused, render, render_json
+from zsp_operator.cli.standing_report import gc_paused, render, render_json
 from zsp_operator.core import constants as c
-from zsp_operator.core.audit import Report, build_report
+from zsp_operator.core.standing_report import Report, build_report
 
 Body = dict[str, Any]
 RBAC = "rbac.authorization.k8s.io/v1"

@@ -74,7 +74,7 @@ from zsp_operator.core.models import (
     format_time,
 )
 from zsp_operator.core.policy import Outcome, decide
-from zsp_operator.grants import created_object
+from zsp_operator.engine.grant_objects import created_object
 from zsp_operator.kube import AlreadyExists, Kube
 from zsp_operator.kube.identity import wait_for_webhooks
 from zsp_operator.kube.resources import (

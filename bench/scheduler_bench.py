@@ -1,6 +1,6 @@
 """The deadline scheduler under load: CPU to arm and fire, and when each callback finishes.
 
-`zsp_operator.scheduler.DeadlineScheduler` on one asyncio event loop, on the wall clock (as the
+`zsp_operator.engine.scheduler.DeadlineScheduler` on one asyncio event loop, on the wall clock (as the
 operator runs it), at concurrency 16. The callback stands in for a revocation: it sleeps a
 fixed service time (10 ms by default) and reports what it took through `record_latency`, as the
 revoker reports the time until the binding is cut. Cases:
@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 
 from machine import describe, load
 
-from zsp_operator.scheduler import DeadlineScheduler
+from zsp_operator.engine.scheduler import DeadlineScheduler
 
 CONCURRENCY = 16
 

@@ -36,10 +36,10 @@ from typing import Any, Protocol
 
 import yaml
 
-from zsp_operator.crdgen import build_crds
 from zsp_operator.kube import AlreadyExists, Kube
 from zsp_operator.kube.identity import request_token
 from zsp_operator.kube.resources import BY_KIND, Resource
+from zsp_operator.tools.crdgen import build_crds
 
 REPO = Path(__file__).resolve().parents[1]
 OPERATOR_RBAC = REPO / "deploy" / "operator-rbac.yaml"

@@ -47,7 +47,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from zsp_operator.tls import issue_serving_pki, pem_key
+from zsp_operator.serving.pki import issue_serving_pki, pem_key
 
 ASSETS_ENV = "KUBEBUILDER_ASSETS"
 ADMIN_USER = "zsp-admin"

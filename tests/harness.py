@@ -23,9 +23,8 @@ import yaml
 
 from tier_report import observe
 from tiers import Cluster
-from zsp_operator.config import Settings
-from zsp_operator.controller import Controller
 from zsp_operator.core import constants as c
+from zsp_operator.engine.controller import Controller
 from zsp_operator.kube import AlreadyExists, Kube
 from zsp_operator.kube.identity import may_as, request_token, wait_for_webhooks
 from zsp_operator.kube.resources import (
@@ -40,7 +39,8 @@ from zsp_operator.kube.resources import (
     TASK_GRANTS,
     Resource,
 )
-from zsp_operator.runner import build_controller, run_operator
+from zsp_operator.process.runner import build_controller, run_operator
+from zsp_operator.settings import Settings
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PIPELINE = "system:serviceaccount:ci:pipeline"

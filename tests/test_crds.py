@@ -1,4 +1,4 @@
-"""The CRDs generated from the models (`zsp_operator.crdgen`, `zsp crds`).
+"""The CRDs generated from the models (`zsp_operator.tools.crdgen`, `zsp crds`).
 
 Covered:
 - the committed `crds/` files are exactly what the generator writes; `zsp crds --check`
@@ -30,7 +30,7 @@ import yaml
 
 from zsp_operator.cli import crds as crds_cli
 from zsp_operator.core.models import AccessPolicy, AccessRequest, TaskGrant
-from zsp_operator.crdgen import KINDS, OPENAPI_TYPES, build_crds, render_crd_files
+from zsp_operator.tools.crdgen import KINDS, OPENAPI_TYPES, build_crds, render_crd_files
 
 REPO = Path(__file__).resolve().parent.parent
 CRD_DIR = REPO / "crds"

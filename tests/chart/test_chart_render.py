@@ -32,10 +32,10 @@ from kopf._cogs.structs.reviews import WebhookClientConfigService
 from kopf._core.engines.admission import build_webhooks
 from kopf._core.intents.causes import WebhookType
 
-from zsp_operator.config import Settings
 from zsp_operator.core import constants as c
-from zsp_operator.crdgen import KINDS, render_crd_files
 from zsp_operator.handlers import build_registry
+from zsp_operator.settings import Settings
+from zsp_operator.tools.crdgen import KINDS, render_crd_files
 
 ALL_ON: dict[str, Any] = {
     "webhook": {"certificate": {"source": "cert-manager"}},

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from chartkit import chart_schema, chart_values, render, render_error
 
-from zsp_operator.config import SweepMode
 from zsp_operator.core.durations import DURATION_PATTERN, parse_duration
+from zsp_operator.settings import SweepMode
 
 # (values, the field helm names, what it says): each a distinct field, so that helm, which
 # lists every violation, is asked once for all of them.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from zsp_operator.cli import build_parser, main
-from zsp_operator.config import Settings
+from zsp_operator.settings import Settings
 
 
 def test_the_webhook_certificate_flags_reach_the_settings() -> None:

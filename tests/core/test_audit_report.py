@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from zsp_operator.core import constants as c
-from zsp_operator.core.audit import build_report, report_json
+from zsp_operator.core.standing_report import build_report, report_json
 
 RBAC = "rbac.authorization.k8s.io/v1"
 AT = "2030-01-01T00:00:00Z"

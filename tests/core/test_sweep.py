@@ -21,8 +21,7 @@ import pytest
 from core_factories import changed
 
 from zsp_operator.core import constants as c
-from zsp_operator.core.models import AccessPolicy, TaskGrant
-from zsp_operator.core.sweep import (
+from zsp_operator.core.bindings import (
     Action,
     State,
     SubjectRef,
@@ -35,6 +34,7 @@ from zsp_operator.core.sweep import (
     role_needed,
     same_rules,
 )
+from zsp_operator.core.models import AccessPolicy, TaskGrant
 
 RBAC = "rbac.authorization.k8s.io/v1"
 GRANT_UID = "uid-grant-1"

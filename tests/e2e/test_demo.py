@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from zsp_operator.demo import run_demo
+from zsp_operator.tools.demo import run_demo
 
 
 def test_the_demo_plays_every_step_and_exits_zero() -> None:

@@ -23,11 +23,11 @@ import pytest
 import yaml
 
 from zsp_operator.core.lease import LeaseRecord
-from zsp_operator.crdgen import build_crds
 from zsp_operator.kube import Kube
 from zsp_operator.kube.identity import request_token, wait_for_webhooks
 from zsp_operator.kube.resources import ACCESS_REQUESTS, BY_KIND, LEASES, MUTATING_WEBHOOKS
 from zsp_operator.sim import serve_in_thread
+from zsp_operator.tools.crdgen import build_crds
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -29,9 +29,9 @@ import pytest
 from aiohttp import web
 from simkit import Raw
 
+from zsp_operator.serving.pki import service_dns_names
 from zsp_operator.sim.certs import self_signed
 from zsp_operator.sim.services import DEFAULT_SERVICE_CIDR
-from zsp_operator.tls import service_dns_names
 
 ADMISSION = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"

@@ -6,7 +6,7 @@ import asyncio
 import io
 
 from tiers import Cluster
-from zsp_operator.demo import run_demo
+from zsp_operator.tools.demo import run_demo
 
 
 async def test_the_demo_plays_on_a_cluster_from_its_kubeconfig(cluster: Cluster) -> None:

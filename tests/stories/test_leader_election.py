@@ -19,7 +19,7 @@ from world import deployer_can_patch, deployer_refused, world
 from zsp_operator.core.lease import LeaseRecord
 from zsp_operator.kube import Kube, NotFound
 from zsp_operator.kube.resources import LEASES, MUTATING_WEBHOOKS
-from zsp_operator.leader import LeaderElector, LeadershipLost
+from zsp_operator.process.leader import LeaderElector, LeadershipLost
 
 NAMESPACE, NAME = "zsp-system", "zsp-operator"
 # Short terms so a story sees a whole takeover; the defaults are 15s / 10s / 2s.

@@ -38,10 +38,11 @@ from harness import (
 )
 from tiers import Cluster
 from world import World, world
-from zsp_operator.cli.audit import collect
-from zsp_operator.config import Settings, SweepMode
-from zsp_operator.controller import utcnow
+from zsp_operator.cli.standing_report import collect
 from zsp_operator.core import constants as c
+from zsp_operator.engine.controller import utcnow
+from zsp_operator.engine.sweeper import Sweeper
+from zsp_operator.engine.view import ClusterView
 from zsp_operator.kube import Kube
 from zsp_operator.kube.resources import (
     ACCESS_REQUESTS,
@@ -53,9 +54,8 @@ from zsp_operator.kube.resources import (
     TASK_GRANTS,
     Resource,
 )
-from zsp_operator.observe import AuditLog, Metrics, Observer
-from zsp_operator.sweeper import Sweeper
-from zsp_operator.view import ClusterView
+from zsp_operator.observe.observer import AuditLog, Metrics, Observer
+from zsp_operator.settings import Settings, SweepMode
 
 RBAC = "rbac.authorization.k8s.io/v1"
 WITHIN = 1.0  # seconds: the promise for managed bindings and enforce mode

@@ -41,7 +41,6 @@ from cryptography import x509
 from harness import eventually, operator_token
 from tiers import Cluster
 from world import world
-from zsp_operator.config import Settings
 from zsp_operator.core import constants as c
 from zsp_operator.kube import Body, Kube
 from zsp_operator.kube.identity import wait_for_webhooks
@@ -52,8 +51,8 @@ from zsp_operator.kube.resources import (
     VALIDATING_WEBHOOKS,
     Resource,
 )
-from zsp_operator.runner import build_controller, run_operator
-from zsp_operator.tls import (
+from zsp_operator.process.runner import build_controller, run_operator
+from zsp_operator.serving.pki import (
     CA_CERT,
     TLS_CERT,
     TLS_KEY,
@@ -62,7 +61,8 @@ from zsp_operator.tls import (
     issue_serving_pki,
     service_dns_names,
 )
-from zsp_operator.webhookcert import WebhookService, ensure_certificate, inject_ca_bundle, material_of
+from zsp_operator.serving.webhookcert import WebhookService, ensure_certificate, inject_ca_bundle, material_of
+from zsp_operator.settings import Settings
 
 SERVICES = Resource("", "v1", "services", "Service")
 SERVICE = "zsp-operator-webhook"
@@ -365,7 +365,7 @@ async def test_a_missing_webhook_configuration_is_a_warning_naming_it(
 ) -> None:
     missing = "zsp-operator-absent"
     async with await Kube.from_dict(cluster.kubeconfig()) as admin:
-        with caplog.at_level(logging.WARNING, logger="zsp_operator.webhookcert"):
+        with caplog.at_level(logging.WARNING, logger="zsp_operator.serving.webhookcert"):
             done = await inject_ca_bundle(admin, missing, issue_serving_pki().ca_cert)
     assert done == []
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

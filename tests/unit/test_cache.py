@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from zsp_operator.cache import ObjectCache, RequestCache
 from zsp_operator.core import constants as c
+from zsp_operator.engine.cache import ObjectCache, RequestCache
 from zsp_operator.kube.resources import ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS
 
 

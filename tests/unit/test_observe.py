@@ -34,10 +34,11 @@ from zsp_operator.core.models import (
     UserInfo,
 )
 from zsp_operator.core.policy import Decision, Outcome
-from zsp_operator.observe import Observer, reasons
-from zsp_operator.observe.audit import EVENTS, SCHEMA, AuditLog, SecretMaterialError
+from zsp_operator.observe import reasons
+from zsp_operator.observe.auditlog import EVENTS, SCHEMA, AuditLog, SecretMaterialError
 from zsp_operator.observe.chain import NOTE, chain_from
 from zsp_operator.observe.metrics import BOUNDED_LABELS, Metrics
+from zsp_operator.observe.observer import Observer
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PIPELINE = UserInfo(

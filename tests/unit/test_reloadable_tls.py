@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from zsp_operator.tls import LOOPBACK, TLS_CERT, TLS_KEY, issue_serving_pki
-from zsp_operator.webhookcert import ReloadableContext
+from zsp_operator.serving.pki import LOOPBACK, TLS_CERT, TLS_KEY, issue_serving_pki
+from zsp_operator.serving.webhookcert import ReloadableContext
 
 
 def write_pair(directory: Path, cert: bytes, key: bytes) -> None:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from zsp_operator.scheduler import MAX_LEAD, DeadlineScheduler
+from zsp_operator.engine.scheduler import MAX_LEAD, DeadlineScheduler
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 pytestmark = pytest.mark.looptime

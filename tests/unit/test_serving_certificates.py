@@ -1,4 +1,4 @@
-"""Serving certificates for the webhooks behind a Service (`zsp_operator.tls`), without I/O.
+"""Serving certificates for the webhooks behind a Service (`zsp_operator.serving.pki`), without I/O.
 
 Covered:
 - the DNS names a Service is reached by, in the order a certificate lists them;
@@ -17,7 +17,7 @@ from collections.abc import Callable
 import pytest
 from cryptography import x509
 
-from zsp_operator.tls import (
+from zsp_operator.serving.pki import (
     CA_CERT,
     LOOPBACK,
     RENEWAL_MARGIN,

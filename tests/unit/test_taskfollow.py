@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from zsp_operator.core.models import TaskGrant
+from zsp_operator.engine.taskfollow import TaskFollower
 from zsp_operator.kube import Kube
 from zsp_operator.kube.resources import CLUSTER_ROLE_BINDINGS, CLUSTER_ROLES, JOBS, SECRETS
 from zsp_operator.sim import SimServer, http
-from zsp_operator.taskfollow import TaskFollower
 
 WITHIN = 10.0  # seconds any awaited outcome may take before the test fails
 FOLLOWER = "task-follower"
@@ -423,7 +423,7 @@ async def test_an_expired_resource_version_lists_again(rig: Rig, admin: Kube, si
 async def test_a_forbidden_list_is_retried_until_allowed(
     sim: SimServer, calls: Calls, admin: Kube, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="zsp_operator.taskfollow")
+    caplog.set_level(logging.WARNING, logger="zsp_operator.engine.taskfollow")
     await admin.create(JOBS, job("build"))
     await finish(admin, "build")
     async with _rig(sim, calls, []) as rig:

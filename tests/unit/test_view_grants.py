@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zsp_operator.core.grantindex import GrantIndex
-from zsp_operator.view import ClusterView
+from zsp_operator.engine.view import ClusterView
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 UIDS = ["uid-a", "uid-b", "uid-c"]

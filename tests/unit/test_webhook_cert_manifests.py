@@ -1,4 +1,4 @@
-"""What `zsp_operator.webhookcert` writes, built without I/O.
+"""What `zsp_operator.serving.webhookcert` writes, built without I/O.
 
 Covered:
 - `--webhook-service` must be NAMESPACE/NAME; the Secret defaults to NAME-tls in the
@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from zsp_operator.config import Settings
-from zsp_operator.webhookcert import (
+from zsp_operator.serving.webhookcert import (
     ServingMaterial,
     WebhookService,
     ca_bundle_patch,
     material_of,
     secret_body,
 )
+from zsp_operator.settings import Settings
 
 MATERIAL = ServingMaterial(ca_cert=b"CA", cert=b"CERT", key=b"KEY")
 SERVICE = WebhookService("zsp-system", "zsp-operator-webhook", "zsp-operator-webhook-tls", "zsp-operator")

@@ -23,7 +23,7 @@ COMMAND_MODULES = (
     "verbs_request",
     "verbs_approve",
     "verbs_read",
-    "audit",
+    "standing_report",
 )
 
 

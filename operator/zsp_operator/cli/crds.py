@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zsp_operator.crdgen import render_crd_files
+from zsp_operator.tools.crdgen import render_crd_files
 
 GENERATED_GLOB = "*.zsp.dev.yaml"
 

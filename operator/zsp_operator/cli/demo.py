@@ -28,6 +28,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     # The timeline is the output; the operator's log only on request.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.CRITICAL)
-    from zsp_operator.demo import run_demo  # kopf and the server load only for this command
+    from zsp_operator.tools.demo import run_demo  # kopf and the server load only for this command
 
     return run_demo(args.kubeconfig, sys.stdout)

@@ -9,8 +9,8 @@ import sys
 
 from pydantic import ValidationError
 
-from zsp_operator.config import Settings
 from zsp_operator.core.errors import describe
+from zsp_operator.settings import Settings
 
 # Flags mirror Settings; each is also ZSP_<NAME> in the environment.
 _FLAGS: tuple[tuple[str, dict[str, object]], ...] = (
@@ -87,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
         for message in describe(err, "zsp run"):
             print(message)
         return 2
-    from zsp_operator.leader import LeadershipLost
-    from zsp_operator.runner import run_operator  # kopf is heavy: only `run` pays for it
+    from zsp_operator.process.leader import LeadershipLost
+    from zsp_operator.process.runner import run_operator  # kopf is heavy: only `run` pays for it
 
     try:
         asyncio.run(run_operator(settings))

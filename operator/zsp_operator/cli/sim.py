@@ -44,7 +44,7 @@ def load_crds(directory: Path | None, none: bool) -> list[dict[str, Any]]:
     if none:
         return []
     if directory is None:
-        from zsp_operator.crdgen import render_crd_files
+        from zsp_operator.tools.crdgen import render_crd_files
 
         texts = list(render_crd_files().values())
     else:

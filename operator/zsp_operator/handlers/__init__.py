@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import kopf
 
-from zsp_operator.handlers import drift, grants, requests, setup, standby, sweep, webhooks
+from zsp_operator.handlers import drift, grants, requests, setup, standby, standing, webhooks
 
 __all__ = [
     "build_registry",
@@ -18,14 +18,14 @@ __all__ = [
     "requests",
     "setup",
     "standby",
-    "sweep",
+    "standing",
     "webhooks",
 ]
 
 
 def build_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    for module in (setup, requests, grants, drift, webhooks, sweep):
+    for module in (setup, requests, grants, drift, webhooks, standing):
         module.register(registry)
     return registry
 

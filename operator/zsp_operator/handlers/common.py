@@ -8,8 +8,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import kopf
 
-from zsp_operator.controller import Controller
 from zsp_operator.core import constants as c
+from zsp_operator.engine.controller import Controller
 from zsp_operator.kube import KubeError
 
 P = ParamSpec("P")

@@ -14,8 +14,8 @@ import kopf
 
 from zsp_operator.core import constants as c
 from zsp_operator.handlers.common import controller_of, retry_on_api_errors
-from zsp_operator.tls import LOOPBACK, issue_serving_pki
-from zsp_operator.webhookcert import ReloadableContext, prepare_serving, refresh_forever
+from zsp_operator.serving.pki import LOOPBACK, issue_serving_pki
+from zsp_operator.serving.webhookcert import ReloadableContext, prepare_serving, refresh_forever
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from zsp_operator.core import constants as c
 from zsp_operator.core.lifecycle import condition
 from zsp_operator.core.models import AccessRequestStatus, format_time, parse_time
-from zsp_operator.observe import audit as a
+from zsp_operator.observe import auditlog as a
 from zsp_operator.observe.reasons import AUDIT_EVENT_OF
 
 Body = Mapping[str, Any]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 from zsp_operator.core import constants as c
-from zsp_operator.observe import audit
+from zsp_operator.observe import auditlog
 
 REQUEST_RECEIVED: Final = "RequestReceived"
 REQUEST_ALLOWED: Final = "RequestAllowed"
@@ -27,17 +27,17 @@ EDIT_IGNORED: Final = c.EVENT_EDIT_IGNORED
 
 # Event reason -> the audit event of the same transition.
 AUDIT_EVENT_OF: Final = {
-    REQUEST_RECEIVED: audit.REQUESTED,
-    REQUEST_ALLOWED: audit.DECIDED,
-    APPROVAL_REQUIRED: audit.DECIDED,
-    REQUEST_DENIED: audit.DECIDED,
-    APPROVAL_RECORDED: audit.APPROVED,
-    DENIAL_RECORDED: audit.DENIED,
-    APPROVAL_TIMED_OUT: audit.DENIED,
-    GRANT_ISSUED: audit.ISSUED,
-    GRANT_REVOKED: audit.REVOKED,
-    GRANT_FAILED: audit.FAILED,
-    c.EVENT_STANDING_BINDING: audit.STANDING_FOUND,
-    c.EVENT_STANDING_BINDING_REMOVED: audit.STANDING_REMOVED,
+    REQUEST_RECEIVED: auditlog.REQUESTED,
+    REQUEST_ALLOWED: auditlog.DECIDED,
+    APPROVAL_REQUIRED: auditlog.DECIDED,
+    REQUEST_DENIED: auditlog.DECIDED,
+    APPROVAL_RECORDED: auditlog.APPROVED,
+    DENIAL_RECORDED: auditlog.DENIED,
+    APPROVAL_TIMED_OUT: auditlog.DENIED,
+    GRANT_ISSUED: auditlog.ISSUED,
+    GRANT_REVOKED: auditlog.REVOKED,
+    GRANT_FAILED: auditlog.FAILED,
+    c.EVENT_STANDING_BINDING: auditlog.STANDING_FOUND,
+    c.EVENT_STANDING_BINDING_REMOVED: auditlog.STANDING_REMOVED,
 }
 TRANSITION_REASONS: Final = frozenset(AUDIT_EVENT_OF)

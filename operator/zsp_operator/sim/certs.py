@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from zsp_operator.tls import LOOPBACK, ServingPki, issue_serving_pki
+from zsp_operator.serving.pki import LOOPBACK, ServingPki, issue_serving_pki
 
 
 @dataclass(frozen=True)

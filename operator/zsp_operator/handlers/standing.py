@@ -10,9 +10,9 @@ from typing import Any
 
 import kopf
 
+from zsp_operator.engine.sweeper import Sweeper
 from zsp_operator.handlers.common import GRANTS, controller_of, retry_on_api_errors
 from zsp_operator.kube.resources import CLUSTER_ROLE_BINDINGS, CLUSTER_ROLES, ROLE_BINDINGS, ROLES, Resource
-from zsp_operator.sweeper import Sweeper
 
 RBAC = ("rbac.authorization.k8s.io", "v1")
 

@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zsp_operator.config import Settings
 from zsp_operator.core import constants as c
 from zsp_operator.kube import AlreadyExists, Conflict, Invalid, Kube, KubeError
 from zsp_operator.kube.resources import MUTATING_WEBHOOKS, SECRETS, VALIDATING_WEBHOOKS
-from zsp_operator.tls import (
+from zsp_operator.serving.pki import (
     CA_CERT,
     SERVICE_CERT_VALIDITY,
     TLS_CERT,
@@ -40,6 +39,7 @@ from zsp_operator.tls import (
     issue_serving_pki,
     service_dns_names,
 )
+from zsp_operator.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,8 @@ from collections import ChainMap
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from zsp_operator.cache import ObjectCache, key_of
-from zsp_operator.config import Settings
 from zsp_operator.core import constants as c
-from zsp_operator.core.audit import index_grants, index_roles
-from zsp_operator.core.models import TaskGrant
-from zsp_operator.core.sweep import (
+from zsp_operator.core.bindings import (
     CLUSTER_ROLE_BINDING,
     Action,
     Binding,
@@ -40,6 +36,10 @@ from zsp_operator.core.sweep import (
     parse_binding,
     role_needed,
 )
+from zsp_operator.core.models import TaskGrant
+from zsp_operator.core.standing_report import index_grants, index_roles
+from zsp_operator.engine.cache import ObjectCache, key_of
+from zsp_operator.engine.view import ClusterView
 from zsp_operator.kube import Conflict, Kube, KubeError
 from zsp_operator.kube.resources import (
     CLUSTER_ROLE_BINDINGS,
@@ -50,8 +50,8 @@ from zsp_operator.kube.resources import (
     TASK_GRANTS,
     Resource,
 )
-from zsp_operator.observe import Observer
-from zsp_operator.view import ClusterView
+from zsp_operator.observe.observer import Observer
+from zsp_operator.settings import Settings
 
 log = logging.getLogger(__name__)
 Body = dict[str, Any]

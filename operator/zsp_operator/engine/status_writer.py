@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from zsp_operator.cache import RequestCache
 from zsp_operator.core import lifecycle
 from zsp_operator.core.lifecycle import Event
 from zsp_operator.core.models import AccessRequest, AccessRequestStatus
+from zsp_operator.engine.cache import RequestCache
 from zsp_operator.kube import Conflict, Kube, KubeError, NotFound
 from zsp_operator.kube.resources import ACCESS_REQUESTS
 

@@ -16,9 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from zsp_operator.core import constants as c
-from zsp_operator.core.models import PolicyRule, TaskGrant
-from zsp_operator.core.rbac import describe_rule, rule_risks
-from zsp_operator.core.sweep import (
+from zsp_operator.core.bindings import (
     Binding,
     RoleKey,
     State,
@@ -31,6 +29,8 @@ from zsp_operator.core.sweep import (
     role_key,
     rule_key,
 )
+from zsp_operator.core.models import PolicyRule, TaskGrant
+from zsp_operator.core.rbac import describe_rule, rule_risks
 
 Body = Mapping[str, Any]
 RuleKey = tuple[tuple[str, ...], ...]

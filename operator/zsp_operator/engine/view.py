@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from zsp_operator.cache import not_older
 from zsp_operator.core.errors import describe
 from zsp_operator.core.grantindex import GrantIndex
 from zsp_operator.core.models import AccessPolicy, TaskGrant
+from zsp_operator.engine.cache import not_older
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from zsp_operator.cache import ObjectCache
-from zsp_operator.config import Settings
 from zsp_operator.core import constants as c
 from zsp_operator.core import manifests
 from zsp_operator.core.lifecycle import set_condition
@@ -33,6 +31,7 @@ from zsp_operator.core.models import (
     parse_time,
 )
 from zsp_operator.core.policy import Decision
+from zsp_operator.engine.cache import ObjectCache
 from zsp_operator.kube import AlreadyExists, Kube, KubeError
 from zsp_operator.kube.resources import (
     ROLE_BINDINGS,
@@ -42,6 +41,7 @@ from zsp_operator.kube.resources import (
     TASK_GRANTS,
     Resource,
 )
+from zsp_operator.settings import Settings
 
 log = logging.getLogger(__name__)
 Body = dict[str, Any]

@@ -20,10 +20,8 @@ from typing import Any, TextIO
 
 import yaml
 
-from zsp_operator.config import Settings
 from zsp_operator.core import constants as c
 from zsp_operator.core.manifests import MANAGED_SELECTOR
-from zsp_operator.crdgen import build_crds
 from zsp_operator.kube import AlreadyExists, Kube, KubeError
 from zsp_operator.kube.identity import may_as, request_token, wait_for_webhooks
 from zsp_operator.kube.resources import (
@@ -36,9 +34,11 @@ from zsp_operator.kube.resources import (
     SERVICE_ACCOUNTS,
     TASK_GRANTS,
 )
-from zsp_operator.runner import build_controller, run_operator
+from zsp_operator.process.runner import build_controller, run_operator
+from zsp_operator.settings import Settings
+from zsp_operator.tools.crdgen import build_crds
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples"
 OPERATOR_RBAC = REPO / "deploy" / "operator-rbac.yaml"
 TARGET, CI = "payments-staging", "ci"

@@ -20,11 +20,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from zsp_operator.config import Settings
 from zsp_operator.core import lease
 from zsp_operator.core.lease import LeaseRecord
 from zsp_operator.kube import Kube, KubeError
 from zsp_operator.kube.resources import LEASES
+from zsp_operator.settings import Settings
 
 log = logging.getLogger(__name__)
 POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")

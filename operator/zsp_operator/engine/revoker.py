@@ -20,13 +20,13 @@ from typing import Any
 from zsp_operator.core import constants as c
 from zsp_operator.core.lifecycle import Ended, EndReason, end_of
 from zsp_operator.core.models import AccessRequestStatus, TaskGrant
-from zsp_operator.grants import GrantService
+from zsp_operator.engine.grant_objects import GrantService
+from zsp_operator.engine.scheduler import DeadlineScheduler
+from zsp_operator.engine.status_writer import RequestRef, StatusWriter
+from zsp_operator.engine.view import ClusterView
 from zsp_operator.kube import KubeError
-from zsp_operator.observe import Observer
-from zsp_operator.retry import backoff
-from zsp_operator.scheduler import DeadlineScheduler
-from zsp_operator.status import RequestRef, StatusWriter
-from zsp_operator.view import ClusterView
+from zsp_operator.kube.retry import backoff
+from zsp_operator.observe.observer import Observer
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ import kopf
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from zsp_operator.config import Settings
-from zsp_operator.controller import Clock, Controller, utcnow
+from zsp_operator.engine.controller import Clock, Controller, utcnow
 from zsp_operator.handlers import build_registry, build_standby_registry
 from zsp_operator.kube import Kube
-from zsp_operator.leader import LeaderElector, LeadershipLost
-from zsp_operator.observe import AuditLog, Metrics, Observer
+from zsp_operator.observe.observer import AuditLog, Metrics, Observer
+from zsp_operator.process.leader import LeaderElector, LeadershipLost
+from zsp_operator.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from zsp_operator.cache import OWNED, ObjectCache, RequestCache, is_terminal_body
-from zsp_operator.config import Settings
 from zsp_operator.core import constants as c
 from zsp_operator.core import lifecycle
 from zsp_operator.core.annotations import approvals_of, requester_of
@@ -36,7 +34,13 @@ from zsp_operator.core.models import (
     UserInfo,
 )
 from zsp_operator.core.policy import Decision, Outcome, decide
-from zsp_operator.grants import GrantService, IssueError
+from zsp_operator.engine.cache import OWNED, ObjectCache, RequestCache, is_terminal_body
+from zsp_operator.engine.grant_objects import GrantService, IssueError
+from zsp_operator.engine.revoker import END_REASONS, Revoker
+from zsp_operator.engine.scheduler import DeadlineScheduler
+from zsp_operator.engine.status_writer import StatusWriter
+from zsp_operator.engine.taskfollow import TaskFollower
+from zsp_operator.engine.view import ClusterView
 from zsp_operator.kube import Kube, KubeError
 from zsp_operator.kube.resources import (
     ACCESS_POLICIES,
@@ -46,13 +50,9 @@ from zsp_operator.kube.resources import (
     ROLE_BINDINGS,
     TASK_GRANTS,
 )
-from zsp_operator.observe import Observer, involved
-from zsp_operator.retry import backoff
-from zsp_operator.revoker import END_REASONS, Revoker
-from zsp_operator.scheduler import DeadlineScheduler
-from zsp_operator.status import StatusWriter
-from zsp_operator.taskfollow import TaskFollower
-from zsp_operator.view import ClusterView
+from zsp_operator.kube.retry import backoff
+from zsp_operator.observe.observer import Observer, involved
+from zsp_operator.settings import Settings
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]

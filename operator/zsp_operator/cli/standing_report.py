@@ -17,7 +17,7 @@ from typing import Any
 
 from zsp_operator.cli.cluster import EXIT_OK, Target, run_verb
 from zsp_operator.cli.output import table
-from zsp_operator.core.audit import BindingFinding, Report, SubjectReport, build_report, report_json
+from zsp_operator.core.standing_report import BindingFinding, Report, SubjectReport, build_report, report_json
 from zsp_operator.kube import Forbidden, Kube, NotFound
 from zsp_operator.kube.resources import (
     CLUSTER_ROLE_BINDINGS,

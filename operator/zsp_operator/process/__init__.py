@@ -1,0 +1,1 @@
+"""The process around the engine: kopf, leader election, /metrics, signals."""

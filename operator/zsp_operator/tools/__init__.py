@@ -1,0 +1,1 @@
+"""Tools shipped beside the operator: the CRD generator and the demo."""
