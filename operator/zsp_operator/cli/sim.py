@@ -16,8 +16,6 @@ from typing import Any
 
 import yaml
 
-from zsp_operator.sim import SimServer
-
 DEFAULT_KUBECONFIG = Path("zsp-sim.kubeconfig")
 
 
@@ -63,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(crds: list[dict[str, Any]], port: int, kubeconfig_out: Path) -> int:
+    from zsp_operator.sim import SimServer  # the test double loads only for this command
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
