@@ -39,7 +39,7 @@ from zsp_operator.kube.resources import (
     TASK_GRANTS,
     Resource,
 )
-from zsp_operator.process.runner import build_controller, run_operator
+from zsp_operator.process.runner import run_operator
 from zsp_operator.settings import Settings
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -93,7 +93,7 @@ async def running_operator(
     if wrap is not None:
         kube = wrap(kube)
     audit = io.StringIO()
-    controller = build_controller(kube, settings, audit_stream=audit)
+    controller = Controller.build(kube, settings, audit_stream=audit)
     stop = asyncio.Event()
     task = asyncio.create_task(run_operator(settings, controller=controller, stop_flag=stop))
     try:
@@ -122,7 +122,7 @@ async def replica(cluster: Cluster, *, ready: bool = True, **overrides: Any) -> 
 
     async def main() -> None:
         async with await Kube.from_dict(cluster.kubeconfig(token)) as kube:
-            controller = build_controller(kube, settings, audit_stream=audit)
+            controller = Controller.build(kube, settings, audit_stream=audit)
             stop = asyncio.Event()
             started.set_result((asyncio.get_running_loop(), stop, controller, kube))
             await run_operator(settings, controller=controller, stop_flag=stop)

@@ -42,6 +42,7 @@ from harness import eventually, operator_token
 from tiers import Cluster
 from world import world
 from zsp_operator.core import constants as c
+from zsp_operator.engine.controller import Controller
 from zsp_operator.kube import Body, Kube
 from zsp_operator.kube.identity import wait_for_webhooks
 from zsp_operator.kube.resources import (
@@ -51,7 +52,7 @@ from zsp_operator.kube.resources import (
     VALIDATING_WEBHOOKS,
     Resource,
 )
-from zsp_operator.process.runner import build_controller, run_operator
+from zsp_operator.process.runner import run_operator
 from zsp_operator.serving.pki import (
     CA_CERT,
     TLS_CERT,
@@ -163,7 +164,7 @@ async def serving_operator(
         **overrides,
     )
     kube = await Kube.from_dict(cluster.kubeconfig(await operator_token(cluster)))
-    controller = build_controller(kube, settings, audit_stream=io.StringIO())
+    controller = Controller.build(kube, settings, audit_stream=io.StringIO())
     stop = asyncio.Event()
     task = asyncio.create_task(run_operator(settings, controller=controller, stop_flag=stop))
     try:

@@ -101,9 +101,9 @@ class Revoker:
         return self._start(grant, "rolling back", lambda: self.grants.remove(grant))
 
     def finish_soon(self, body: dict[str, Any], request_done: bool) -> asyncio.Task[None]:
-        """Finish a TaskGrant found marked for deletion (see `grant_deleted`), until done."""
+        """Finish a TaskGrant found marked for deletion (see `finish_marked_for_deletion`), until done."""
         grant = TaskGrant.model_validate(body)
-        return self._start(grant, "finishing", lambda: self.grant_deleted(body, request_done))
+        return self._start(grant, "finishing", lambda: self.finish_marked_for_deletion(body, request_done))
 
     async def revoke(self, grant: TaskGrant, reason: str, message: str) -> None:
         await asyncio.shield(self.revoke_soon(grant, reason, message))
@@ -183,7 +183,7 @@ class Revoker:
         await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
         waiting.cancel()
 
-    async def grant_deleted(self, body: dict[str, Any], request_done: bool) -> None:
+    async def finish_marked_for_deletion(self, body: dict[str, Any], request_done: bool) -> None:
         """A TaskGrant marked for deletion that no revocation of ours is finishing.
 
         Someone deleted it, or a revocation was cut off by a restart: tear down whatever is

@@ -36,9 +36,11 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from operator import itemgetter
 
+from zsp_operator.engine.clock import Clock
+
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
+
 DueCallback = Callable[[str], Awaitable[None]]
 Entry = tuple[datetime, int, str]
 

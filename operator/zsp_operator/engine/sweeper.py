@@ -2,7 +2,7 @@
 
 Reacts to RoleBinding, ClusterRoleBinding, Role, Namespace and TaskGrant watch events (kopf
 handlers call in here) and sweeps everything at start and every `settings.resync`, so
-whatever a watch missed is caught. `core.sweep.classify` decides; this module only deletes
+whatever a watch missed is caught. `core.bindings.classify` decides; this module only deletes
 and reports.
 
 Between resyncs every judgement comes from the watch cache and the operator's view, which
@@ -77,7 +77,7 @@ class Sweeper:
         settings: Settings,
         view: ClusterView,
         revoke: Revoke,
-        operator: str | None,
+        operator: str | None = None,
         cache: ObjectCache | None = None,
     ) -> None:
         self.kube = kube
@@ -92,6 +92,10 @@ class Sweeper:
         self._resync: asyncio.Task[None] | None = None
 
     @property
+    def running(self) -> bool:
+        return self._resync is not None
+
+    @property
     def mode(self) -> str:
         return self.settings.sweep_mode.value
 
@@ -102,12 +106,15 @@ class Sweeper:
         await self.sweep_all()
         self._resync = asyncio.create_task(self._resync_forever(), name="zsp-sweep-resync")
 
-    def start_soon(self) -> None:
+    def start_soon(self, operator: str | None) -> None:
         """Like `start`, with the first sweep in the background too.
 
         The operator's watches (and with them every other reaction) begin only once its
         start-up is done; at ten thousand grants a full first sweep would hold them back.
+        `operator` is the operator's own username, known once it asked the API server: the
+        sweeper spares the operator's own bindings.
         """
+        self.operator = operator
         self._resync = asyncio.create_task(self._sweep_forever(first=True), name="zsp-sweep-resync")
 
     async def stop(self) -> None:

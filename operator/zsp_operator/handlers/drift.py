@@ -14,14 +14,14 @@ def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.event(*POLICIES, id="policy-drift", registry=registry)
     async def policy(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
         if event["type"] is not None:
-            await controller_of(memo).policy_changed(
+            await controller_of(memo).grant_tracker.policy_changed(
                 dict(event["object"]), deleted=event["type"] == "DELETED"
             )
 
     @kopf.on.event("v1", "namespaces", id="namespace-drift", registry=registry)
     async def namespace(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
         if event["type"] is not None:
-            await controller_of(memo).namespace_changed(
+            await controller_of(memo).grant_tracker.namespace_changed(
                 dict(event["object"]), deleted=event["type"] == "DELETED"
             )
 
@@ -30,4 +30,4 @@ def register(registry: kopf.OperatorRegistry) -> None:
         controller = controller_of(memo)
         controller.cache.event(SERVICE_ACCOUNTS, event["type"], event["object"])  # keeps only ours
         if event["type"] == "DELETED":
-            await controller.service_account_deleted(dict(event["object"]))
+            controller.grant_tracker.service_account_deleted(dict(event["object"]))

@@ -1,7 +1,7 @@
 """AccessRequest handlers: every watch event brings the request forward; deletion revokes its grant.
 
 Raw events rather than kopf's change handlers: those keep their state in annotations on
-each request, two extra writes per request. The controller keeps its own state (the
+each request, two extra writes per request. The engine keeps its own state (the
 request's status and the grants it knows) and its own retries.
 """
 
@@ -20,6 +20,6 @@ def register(registry: kopf.OperatorRegistry) -> None:
         controller = controller_of(memo)
         body = dict(event["object"])
         if event["type"] == "DELETED":
-            await controller.request_deleted(body)
+            await controller.requests.deleted(body)
         else:  # the initial listing (no type) too: what changed while we were away
-            await controller.reconcile_request(body)
+            await controller.requests.reconcile(body)

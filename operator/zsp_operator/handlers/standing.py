@@ -11,44 +11,19 @@ from typing import Any
 import kopf
 
 from zsp_operator.engine.sweeper import Sweeper
-from zsp_operator.handlers.common import GRANTS, controller_of, retry_on_api_errors
+from zsp_operator.handlers.common import GRANTS, controller_of
 from zsp_operator.kube.resources import CLUSTER_ROLE_BINDINGS, CLUSTER_ROLES, ROLE_BINDINGS, ROLES, Resource
 
 RBAC = ("rbac.authorization.k8s.io", "v1")
 
 
 def sweeper_of(memo: Any) -> Sweeper | None:
-    """The memo's sweeper; None until the startup handler made it (events then wait for resync)."""
-    sweeper: Sweeper | None = getattr(memo, "sweeper", None)
-    return sweeper
+    """The engine's sweeper once it has started (it needs the operator's own identity first)."""
+    sweeper = controller_of(memo).sweeper
+    return sweeper if sweeper.running else None
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
-    @kopf.on.startup(registry=registry)
-    @retry_on_api_errors
-    async def start_sweeper(memo: Any, **_: Any) -> None:
-        controller = controller_of(memo)
-        if controller.identity is None:
-            # Without its own identity the sweeper could not spare the operator's own bindings.
-            raise kopf.TemporaryError("waiting for the controller to start", delay=1)
-        sweeper = Sweeper(
-            controller.kube,
-            controller.observer,
-            controller.settings,
-            controller.view,
-            controller.revoke_soon,
-            controller.identity,
-            controller.cache,
-        )
-        memo.sweeper = sweeper
-        sweeper.start_soon()
-
-    @kopf.on.cleanup(registry=registry)
-    async def stop_sweeper(memo: Any, **_: Any) -> None:
-        sweeper = sweeper_of(memo)
-        if sweeper is not None:
-            await sweeper.stop()
-
     def on_bindings(res: Resource, handler_id: str) -> None:
         @kopf.on.event(*RBAC, res.plural, id=handler_id, registry=registry)
         async def binding(event: kopf.RawEvent, memo: Any, **_: Any) -> None:

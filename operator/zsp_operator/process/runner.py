@@ -11,16 +11,15 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
-from typing import IO
 
 import kopf
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from zsp_operator.engine.controller import Clock, Controller, utcnow
+from zsp_operator.engine.controller import Controller
 from zsp_operator.handlers import build_registry, build_standby_registry
 from zsp_operator.kube import Kube
-from zsp_operator.observe.observer import AuditLog, Metrics, Observer
+from zsp_operator.observe.metrics import Metrics
 from zsp_operator.process.leader import LeaderElector, LeadershipLost
 from zsp_operator.settings import Settings
 
@@ -50,18 +49,6 @@ async def metrics_server(metrics: Metrics, port: int) -> AsyncIterator[None]:
         await runner.cleanup()
 
 
-def build_controller(
-    kube: Kube,
-    settings: Settings,
-    *,
-    clock: Clock = utcnow,
-    audit_stream: IO[str] | None = None,
-    metrics: Metrics | None = None,
-) -> Controller:
-    observer = Observer(kube, AuditLog(clock, audit_stream, settings.audit_file), metrics or Metrics(), clock)
-    return Controller(kube, settings, observer, clock=clock)
-
-
 async def run_operator(
     settings: Settings,
     *,
@@ -80,7 +67,7 @@ async def run_operator(
     owned = kube is None and controller is None
     if controller is None:
         kube = kube or await Kube.connect(settings.kubeconfig, settings.context)
-        controller = build_controller(kube, settings)
+        controller = Controller.build(kube, settings)
     try:
         async with metrics_server(controller.observer.metrics, settings.metrics_port):
             if not settings.leader_elect:

@@ -22,6 +22,7 @@ import yaml
 
 from zsp_operator.core import constants as c
 from zsp_operator.core.manifests import MANAGED_SELECTOR
+from zsp_operator.engine.controller import Controller
 from zsp_operator.kube import AlreadyExists, Kube, KubeError
 from zsp_operator.kube.identity import may_as, request_token, wait_for_webhooks
 from zsp_operator.kube.resources import (
@@ -34,7 +35,7 @@ from zsp_operator.kube.resources import (
     SERVICE_ACCOUNTS,
     TASK_GRANTS,
 )
-from zsp_operator.process.runner import build_controller, run_operator
+from zsp_operator.process.runner import run_operator
 from zsp_operator.settings import Settings
 from zsp_operator.tools.crdgen import build_crds
 
@@ -130,7 +131,7 @@ async def _operator(
     stop = asyncio.Event()
     task = asyncio.create_task(
         run_operator(
-            settings, controller=build_controller(kube, settings, audit_stream=audit), stop_flag=stop
+            settings, controller=Controller.build(kube, settings, audit_stream=audit), stop_flag=stop
         )
     )
     try:

@@ -1,0 +1,126 @@
+"""Start-up: what a fresh operator (or a new leader) does before its watches take over.
+
+The lists here (one per kind) are the only ones outside a resync: from then on the
+watches keep the view and the cache current, and the operator's own writes go in as they
+are answered. Privilege that outlived its grant goes first, before anything else is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from zsp_operator.core import constants as c
+from zsp_operator.core import lifecycle
+from zsp_operator.core.manifests import MANAGED_SELECTOR
+from zsp_operator.core.models import TaskGrant
+from zsp_operator.engine.cache import OWNED
+from zsp_operator.engine.revoker import END_REASONS
+from zsp_operator.kube import KubeError
+from zsp_operator.kube.resources import (
+    ACCESS_POLICIES,
+    ACCESS_REQUESTS,
+    CLUSTER_ROLES,
+    NAMESPACES,
+    ROLE_BINDINGS,
+    TASK_GRANTS,
+)
+
+if TYPE_CHECKING:
+    from zsp_operator.engine.controller import Controller
+
+log = logging.getLogger(__name__)
+
+
+async def start(engine: Controller) -> None:
+    """Prime the view, revoke what expired while we were away, re-arm the rest, sweep orphans."""
+    kube, view, revoker = engine.kube, engine.view, engine.revoker
+    engine.identity = (await kube.whoami()).get("username")
+    view.replace_all(
+        await kube.list(ACCESS_POLICIES), await kube.list(NAMESPACES), await kube.list(TASK_GRANTS)
+    )
+    started = engine.clock()
+    # The bindings the overdue grants recorded, deleted by uid; their revocations follow.
+    await _cut_overdue(engine, started)
+    engine.request_cache.replace(await kube.list(ACCESS_REQUESTS))
+    engine.cache.replace(CLUSTER_ROLES, await kube.list(CLUSTER_ROLES))
+    for res in OWNED:
+        engine.cache.replace(res, await kube.list(res, label_selector=MANAGED_SELECTOR))
+    revoker.expiry.start()
+    engine.requests.start()
+    now = engine.clock()
+    revoker.started_at = started
+    tracker = engine.grant_tracker
+    for grant in list(view.grants.values()):
+        if grant.metadata.deletion_timestamp is not None:
+            continue  # the grant tracker finishes it from its watch event
+        ending = lifecycle.condition(grant.status.conditions, c.COND_READY)
+        if grant.spec.expires_at <= now:
+            # Through the expiry scheduler, already due: earliest first, a bounded number
+            # at a time, so ten thousand overdue grants do not all start at once.
+            revoker.expiry.arm(grant.metadata.uid, grant.spec.expires_at)
+        elif ending is not None and ending.status == "False" and ending.reason in END_REASONS:
+            # A revocation was under way when we stopped: finish it, for the same reason.
+            revoker.revoke_soon(grant, ending.reason, ending.message)
+        else:
+            engine.observer.resumed(grant)
+            revoker.expiry.arm(grant.metadata.uid, grant.spec.expires_at)
+            tracker.tasks.follow(grant)
+    tracker.tasks.start()  # after every live grant is followed: one list per kind settles them all
+    # Policies and namespaces may have changed while we were away: no event will say so.
+    await tracker.recheck(lambda grant: not revoker.in_progress(grant.metadata.uid))
+    await _remove_orphans(engine)
+    engine.sweeper.start_soon(engine.identity)
+
+
+async def start_standby(engine: Controller) -> None:
+    """What a standby needs to answer admission: who we are, and the policies. Nothing else runs."""
+    engine.identity = (await engine.kube.whoami()).get("username")
+    engine.view.replace_all(await engine.kube.list(ACCESS_POLICIES), [], [])
+
+
+async def _cut_overdue(engine: Controller, now: datetime) -> None:
+    overdue = [
+        grant
+        for grant in engine.view.grants.values()
+        if grant.metadata.deletion_timestamp is None and grant.spec.expires_at <= now
+    ]
+    slots = asyncio.Semaphore(engine.settings.revoke_concurrency)
+
+    async def cut(grant: TaskGrant) -> None:
+        async with slots:
+            try:
+                await engine.grants.cut_bindings(grant)
+            except KubeError as err:
+                log.warning("cutting the binding of overdue grant %s failed: %s", grant.name, err)
+                return  # its revocation cuts it again
+            engine.revoker.mark_cut(grant.metadata.uid)
+
+    await asyncio.gather(*(cut(grant) for grant in overdue))
+
+
+async def _remove_orphans(engine: Controller) -> None:
+    """Delete any object carrying our labels whose grant no longer exists.
+
+    RoleBindings are left to the sweeper, which judges them in full and reports what it
+    removes. Delivery Secrets are never listed: one is deleted with the grant that
+    recorded it, and its token died with the grant's ServiceAccount.
+    """
+    live = set(engine.view.grants)
+    for res in OWNED:
+        if res is ROLE_BINDINGS:
+            continue
+        for obj in engine.cache.all(res):
+            meta = obj["metadata"]
+            owner = (meta.get("labels") or {}).get(c.LABEL_GRANT_UID)
+            if owner and owner not in live:
+                log.warning(
+                    "removing %s %s/%s left by a vanished grant",
+                    res.kind,
+                    meta.get("namespace"),
+                    meta["name"],
+                )
+                await engine.kube.delete(res, meta["name"], meta.get("namespace"), uid=meta.get("uid"))
+                engine.cache.drop(res, meta.get("namespace"), meta["name"], meta.get("uid"))
