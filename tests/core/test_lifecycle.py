@@ -23,7 +23,10 @@ from zsp_operator.core.lifecycle import (
     IssueFailed,
     TimedOut,
     apply,
+    end_phase,
     phase_of,
+    policy_outcome,
+    recorded_end,
     set_condition,
 )
 from zsp_operator.core.models import (
@@ -108,6 +111,47 @@ def test_transitions_reach_the_expected_phase(events: tuple[Event, ...], phase: 
     status = run(*events)
     assert phase_of(status.conditions) is phase
     assert status.phase is (phase if events else None)
+
+
+@pytest.mark.parametrize(
+    ("events", "outcome", "end"),
+    [
+        pytest.param((), None, None, id="undecided"),
+        pytest.param((ALLOWED,), "allowed", None, id="allowed"),
+        pytest.param((PENDING,), "pending", None, id="pending"),
+        pytest.param((PENDING, APPROVED_BY_TWO), "pending", None, id="approved-after-pending"),
+        pytest.param((PENDING, DENIED_BY_ONE), "pending", None, id="an-approver-denied-not-the-policy"),
+        pytest.param((DENIED,), "denied", None, id="denied"),
+        pytest.param((ALLOWED, ISSUED), "allowed", None, id="active"),
+        pytest.param((ALLOWED, FAILED), "allowed", None, id="failed-is-no-end-of-a-grant"),
+        pytest.param((ALLOWED, ISSUED, ended("Expired")), "allowed", "Expired", id="expired"),
+        pytest.param((PENDING, APPROVED_BY_TWO, ISSUED, ended("Revoked")), "pending", "Revoked", id="revoked"),
+    ],
+)
+def test_outcome_and_recorded_end_come_from_one_place(
+    events: tuple[Event, ...], outcome: str | None, end: str | None
+) -> None:
+    status = run(*events)
+    assert policy_outcome(status) == outcome
+    ready = recorded_end(status.conditions)
+    assert (ready.reason if ready is not None else None) == end
+    if end is not None:
+        assert end_phase(end) is phase_of(status.conditions)
+
+
+@pytest.mark.parametrize(
+    ("reason", "phase"),
+    [
+        ("Expired", Phase.EXPIRED),
+        ("Revoked", Phase.REVOKED),
+        ("Completed", Phase.COMPLETED),
+        ("Failed", Phase.FAILED),
+        ("Issued", None),
+        ("Pending", None),
+    ],
+)
+def test_end_phase_of_a_reason(reason: str, phase: Phase | None) -> None:
+    assert end_phase(reason) is phase
 
 
 def test_issued_status_records_the_grant() -> None:

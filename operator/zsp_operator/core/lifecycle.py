@@ -36,6 +36,8 @@ _END_PHASES = {
     c.REASON_COMPLETED: Phase.COMPLETED,
     c.REASON_FAILED: Phase.FAILED,
 }
+# The reasons a revocation gives: Ready turns False with one of them when a grant ends.
+END_REASONS: tuple[EndReason, ...] = ("Expired", "Revoked", "Completed")
 
 
 def set_condition(
@@ -66,6 +68,27 @@ def condition(conditions: Sequence[Condition], type_: str) -> Condition | None:
     return next((cond for cond in conditions if cond.type == type_), None)
 
 
+def end_phase(reason: str) -> Phase | None:
+    """The terminal phase a Ready reason puts a request in: Expired, Revoked, Completed or Failed."""
+    return _END_PHASES.get(reason)
+
+
+def recorded_end(conditions: Sequence[Condition]) -> Condition | None:
+    """The Ready condition, when it records why a grant ended (Expired, Revoked, Completed)."""
+    ready = condition(conditions, c.COND_READY)
+    return ready if ready is not None and ready.status == "False" and ready.reason in END_REASONS else None
+
+
+def policy_outcome(status: AccessRequestStatus) -> Literal["allowed", "pending", "denied"] | None:
+    """What the policy said, as status records it: allowed outright, pending approval, or denied."""
+    if status.decision is None:
+        return None
+    if not status.decision.allowed:
+        return "denied"
+    approved = condition(status.conditions, c.COND_APPROVED)
+    return "allowed" if approved is not None and approved.reason == c.REASON_POLICY_ALLOWS else "pending"
+
+
 def phase_of(conditions: Sequence[Condition]) -> Phase:
     """Derive the phase from the conditions."""
     denied = condition(conditions, c.COND_DENIED)
@@ -74,8 +97,8 @@ def phase_of(conditions: Sequence[Condition]) -> Phase:
     ready = condition(conditions, c.COND_READY)
     if ready is not None and ready.status == "True":
         return Phase.ACTIVE
-    if ready is not None and ready.reason in _END_PHASES:
-        return _END_PHASES[ready.reason]
+    if ready is not None and (ended := end_phase(ready.reason)) is not None:
+        return ended
     approved = condition(conditions, c.COND_APPROVED)
     if approved is not None and approved.status == "True":
         return Phase.APPROVED
@@ -149,9 +172,9 @@ def end_of(grant: TaskGrant, request_done: bool, now: datetime) -> tuple[EndReas
     A revocation writes nothing before it removes the privilege; after a restart its reason
     is what still holds: the TTL ran out, the task was declared done, or someone deleted it.
     """
-    ready = condition(grant.status.conditions, c.COND_READY)
-    if ready is not None and ready.status == "False" and ready.reason in _END_PHASES:
-        return ready.reason, ready.message  # type: ignore[return-value]
+    ended = recorded_end(grant.status.conditions)
+    if ended is not None:
+        return ended.reason, ended.message  # type: ignore[return-value]
     if grant.spec.expires_at <= now:
         return "Expired", "the grant's TTL ran out"
     if request_done:

@@ -30,7 +30,6 @@ from zsp_operator.observe.observer import Observer
 
 log = logging.getLogger(__name__)
 
-END_REASONS = (c.REASON_EXPIRED, c.REASON_REVOKED, c.REASON_COMPLETED)
 # Cuts measured under saturation: at least this many between reports, at most the window.
 _DRAIN_MIN, _DRAIN_WINDOW = 16, 256
 # How many ended grants are remembered, so late watch events cannot bring one back.

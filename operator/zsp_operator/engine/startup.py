@@ -17,7 +17,6 @@ from zsp_operator.core import lifecycle
 from zsp_operator.core.manifests import MANAGED_SELECTOR
 from zsp_operator.core.models import TaskGrant
 from zsp_operator.engine.cache import OWNED
-from zsp_operator.engine.revoker import END_REASONS
 from zsp_operator.kube import KubeError
 from zsp_operator.kube.resources import (
     ACCESS_POLICIES,
@@ -56,12 +55,12 @@ async def start(engine: Controller) -> None:
     for grant in list(view.grants.values()):
         if grant.metadata.deletion_timestamp is not None:
             continue  # the grant tracker finishes it from its watch event
-        ending = lifecycle.condition(grant.status.conditions, c.COND_READY)
+        ending = lifecycle.recorded_end(grant.status.conditions)
         if grant.spec.expires_at <= now:
             # Through the expiry scheduler, already due: earliest first, a bounded number
             # at a time, so ten thousand overdue grants do not all start at once.
             revoker.expiry.arm(grant.metadata.uid, grant.spec.expires_at)
-        elif ending is not None and ending.status == "False" and ending.reason in END_REASONS:
+        elif ending is not None:
             # A revocation was under way when we stopped: finish it, for the same reason.
             revoker.revoke_soon(grant, ending.reason, ending.message)
         else:

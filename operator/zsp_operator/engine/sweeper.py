@@ -36,6 +36,7 @@ from zsp_operator.core.bindings import (
     parse_binding,
     role_needed,
 )
+from zsp_operator.core.lifecycle import recorded_end
 from zsp_operator.core.models import TaskGrant
 from zsp_operator.core.standing_report import index_grants, index_roles
 from zsp_operator.engine.cache import ObjectCache, key_of
@@ -329,7 +330,8 @@ class Sweeper:
             return
         # An ended grant whose teardown never finished (a crash after its end was recorded):
         # finish it with the reason it already carries.
-        ready = next((cond for cond in grant.status.conditions if cond.type == c.COND_READY), None)
-        reason = ready.reason if ready is not None else c.REASON_REVOKED
-        message = ready.message if ready is not None else verdict.message
-        self.revoke(grant, reason, message)
+        ended = recorded_end(grant.status.conditions)
+        if ended is None:
+            self.revoke(grant, c.REASON_REVOKED, verdict.message)
+        else:
+            self.revoke(grant, ended.reason, ended.message)

@@ -16,7 +16,7 @@ from typing import Any, Final, Literal
 from pydantic import ValidationError
 
 from zsp_operator.core import constants as c
-from zsp_operator.core.lifecycle import condition
+from zsp_operator.core.lifecycle import condition, policy_outcome
 from zsp_operator.core.models import AccessRequestStatus, format_time, parse_time
 from zsp_operator.observe import auditlog as a
 from zsp_operator.observe.reasons import AUDIT_EVENT_OF
@@ -71,16 +71,6 @@ def _grantee(spec: Body, status: AccessRequestStatus) -> str:
     if account:
         return f"{account.get('namespace')}/{account.get('name')}"
     return "an ephemeral ServiceAccount"
-
-
-def policy_outcome(status: AccessRequestStatus) -> str | None:
-    """allowed, pending or denied: what the policy said, as status records it."""
-    if status.decision is None:
-        return None
-    if not status.decision.allowed:
-        return "denied"
-    approved = condition(status.conditions, c.COND_APPROVED)
-    return "allowed" if approved is not None and approved.reason == c.REASON_POLICY_ALLOWS else "pending"
 
 
 def _from_status(body: Body) -> list[ChainStep]:

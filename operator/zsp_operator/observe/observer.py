@@ -15,7 +15,7 @@ from zsp_operator.core import constants as c
 from zsp_operator.core.approvals import Tally
 from zsp_operator.core.bindings import Binding, Verdict
 from zsp_operator.core.durations import format_duration
-from zsp_operator.core.lifecycle import condition
+from zsp_operator.core.lifecycle import end_phase, policy_outcome
 from zsp_operator.core.models import (
     AccessRequest,
     AccessRequestStatus,
@@ -37,11 +37,6 @@ from zsp_operator.observe.metrics import Metrics
 __all__ = ["AuditLog", "Metrics", "Observer", "involved"]
 
 _OUTCOME_PHASE = {"allowed": Phase.APPROVED, "pending": Phase.PENDING, "denied": Phase.DENIED}
-_END_PHASE = {
-    c.REASON_EXPIRED: Phase.EXPIRED,
-    c.REASON_REVOKED: Phase.REVOKED,
-    c.REASON_COMPLETED: Phase.COMPLETED,
-}
 
 
 def involved(
@@ -66,17 +61,6 @@ def _grant_targets(grant: TaskGrant) -> list[dict[str, Any]]:
         involved(c.KIND_REQUEST, spec.request.name, grant.namespace, spec.request.uid),
         involved(c.KIND_GRANT, grant.name, grant.namespace, grant.metadata.uid),
     ]
-
-
-def _previous_outcome(status: AccessRequestStatus) -> str | None:
-    """The policy outcome status already records, so a repeated decision is not counted twice."""
-    if status.decision is None:
-        return None
-    denied = condition(status.conditions, c.COND_DENIED)
-    if denied is not None and denied.status == "True":
-        return "denied"
-    approved = condition(status.conditions, c.COND_APPROVED)
-    return "allowed" if approved is not None and approved.reason == c.REASON_POLICY_ALLOWS else "pending"
 
 
 def _who(request: AccessRequest) -> str:
@@ -146,7 +130,7 @@ class Observer:
     async def decided(self, request: AccessRequest, decision: Decision) -> None:
         """Policy evaluated (audit `decided`); `request.status` is the status before this decision."""
         outcome = decision.outcome.value
-        if _previous_outcome(request.status) != outcome:
+        if policy_outcome(request.status) != outcome:
             self.metrics.requests.labels(outcome, decision.policy or "").inc()
         fields = records.of_request(request, _OUTCOME_PHASE.get(outcome))
         fields.update(
@@ -306,8 +290,9 @@ class Observer:
         if lag is not None:
             self.metrics.revocation_lag.observe(lag)
         fields = records.of_grant(grant, request_status)
-        if reason in _END_PHASE:
-            fields["phase"] = _END_PHASE[reason].value
+        phase = end_phase(reason)
+        if phase is not None:
+            fields["phase"] = phase.value
         revoked_at = request_status.revoked_at if request_status is not None else None
         self.audit.write(
             a.REVOKED,
