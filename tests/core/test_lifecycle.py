@@ -125,7 +125,9 @@ def test_transitions_reach_the_expected_phase(events: tuple[Event, ...], phase: 
         pytest.param((ALLOWED, ISSUED), "allowed", None, id="active"),
         pytest.param((ALLOWED, FAILED), "allowed", None, id="failed-is-no-end-of-a-grant"),
         pytest.param((ALLOWED, ISSUED, ended("Expired")), "allowed", "Expired", id="expired"),
-        pytest.param((PENDING, APPROVED_BY_TWO, ISSUED, ended("Revoked")), "pending", "Revoked", id="revoked"),
+        pytest.param(
+            (PENDING, APPROVED_BY_TWO, ISSUED, ended("Revoked")), "pending", "Revoked", id="revoked"
+        ),
     ],
 )
 def test_outcome_and_recorded_end_come_from_one_place(

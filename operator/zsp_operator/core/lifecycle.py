@@ -181,6 +181,7 @@ def end_of(grant: TaskGrant, request_done: bool, now: datetime) -> tuple[EndReas
         return "Completed", "spec.done was set: the task is finished"
     return "Revoked", "the TaskGrant was deleted"
 
+
 # Which events each phase accepts; anything else leaves the status untouched.
 ACCEPTS: dict[Phase, tuple[type, ...]] = {
     Phase.PENDING: (Decided, ApprovalsChanged, TimedOut, IssueFailed),
