@@ -1,6 +1,6 @@
 """What one grant costs the API server over its whole life, counted by the in-memory server.
 
-The budget (DESIGN.md, "Performance architecture"): reads come from watches, so a grant's
+The budget (docs/architecture.md, "What a grant costs"): reads come from watches, so a grant's
 life is writes only, and no list at all outside start-up and resyncs. Counted per grant,
 from the request being filed to its TaskGrant being gone, every call the operator's own
 identity makes (kopf's included), but watches (one per kind, shared by all grants) and

@@ -577,7 +577,7 @@ def cel_failures(value: Any, node: dict[str, Any], path: str = "") -> list[tuple
     return failures
 
 
-# DESIGN.md's example policy, as committed in examples/ (the contract itself).
+# The example policy, as committed in examples/ (the contract itself).
 POLICY: dict[str, Any] = yaml.safe_load(
     (REPO / "examples" / "policy-ci-deployers.yaml").read_text(encoding="utf-8")
 )
@@ -797,7 +797,7 @@ def test_access_request_columns() -> None:
     assert list(columns) == [
         "Phase", "Grantee", "Identity", "Permission", "Requester", "Expires", "Reason", "Age",
     ]  # fmt: skip
-    assert "priority" not in columns["Requester"], "who asked is shown by default (CONVENTIONS.md)"
+    assert "priority" not in columns["Requester"], "who asked is shown by default"
     assert columns["Reason"]["priority"] == 1
     assert columns["Expires"]["type"] == "string", "future dates print as <invalid> in kubectl"
     assert "priority" not in columns["Phase"]

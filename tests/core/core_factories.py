@@ -18,7 +18,7 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PIPELINE = "system:serviceaccount:ci:pipeline"
 REQUEST_UID = "uid-request-4711"
 
-# The policy of DESIGN.md's example, with automatic approval.
+# The example policy (examples/), with automatic approval.
 POLICY_SPEC: dict[str, Any] = {
     "requesters": [
         {"kind": "ServiceAccount", "namespace": "ci", "name": "pipeline"},
@@ -48,7 +48,7 @@ POLICY_SPEC: dict[str, Any] = {
     "limits": {"activePerGrantee": 1, "activePerRequester": 5, "activePerPolicy": 50},
 }
 
-# The request of DESIGN.md's example, in bind mode.
+# The example request (examples/), in bind mode.
 REQUEST_SPEC: dict[str, Any] = {
     "grantee": {"serviceAccount": {"namespace": "ci", "name": "deployer"}},
     "permission": "deploy",

@@ -1,7 +1,7 @@
 """Typed models of the three kinds; the CRD schemas are generated from these.
 
-Field names follow the API contract in DESIGN.md ("The API by example"): camelCase on
-the wire, snake_case in Python. Specs reject unknown fields so a typo is an error that
+Field names follow the API the examples in `examples/` use (and docs/architecture.md
+summarises): camelCase on the wire, snake_case in Python. Specs reject unknown fields so a typo is an error that
 names the field, never a silently ignored setting.
 """
 

@@ -1,6 +1,6 @@
 """Revocation: at expiry and on every other end, one task per grant, retried until done.
 
-Order (DESIGN.md): the RoleBinding goes first (authorisation stops within milliseconds),
+Order (docs/architecture.md): the RoleBinding goes first (authorisation stops within milliseconds),
 then the TaskGrant is marked for deletion (its finalizer holds it, so a restart finds the
 grant ending), then the ServiceAccount, the Role, the delivery Secret; the request records
 the end, and the finalizer is released. The expiry scheduler fires early by the latency
