@@ -476,12 +476,12 @@ class AccessRequestStatus(Model):
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=_CONDITIONS_BY_TYPE)
 
 
-class AccessRequest(Model):
+class NamespacedObject(Model):
+    """A namespaced object as the API server sends it; fields the models do not name are ignored."""
+
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
-    spec: AccessRequestSpec
-    status: AccessRequestStatus = Field(default_factory=AccessRequestStatus)
 
     @property
     def name(self) -> str:
@@ -490,6 +490,11 @@ class AccessRequest(Model):
     @property
     def namespace(self) -> str:
         return self.metadata.namespace or ""
+
+
+class AccessRequest(NamespacedObject):
+    spec: AccessRequestSpec
+    status: AccessRequestStatus = Field(default_factory=AccessRequestStatus)
 
 
 # --- TaskGrant ------------------------------------------------------------------------------
@@ -535,17 +540,6 @@ class TaskGrantStatus(Model):
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=_CONDITIONS_BY_TYPE)
 
 
-class TaskGrant(Model):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+class TaskGrant(NamespacedObject):
     spec: TaskGrantSpec
     status: TaskGrantStatus = Field(default_factory=TaskGrantStatus)
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace or ""

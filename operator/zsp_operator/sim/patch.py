@@ -54,9 +54,9 @@ def _index(container: list[Any], token: str, *, for_add: bool) -> int:
     return index
 
 
-def _parent(document: Any, tokens: list[str], pointer: str) -> Any:
+def _walk(document: Any, tokens: list[str], pointer: str) -> Any:
     node = document
-    for token in tokens[:-1]:
+    for token in tokens:
         if isinstance(node, dict) and token in node:
             node = node[token]
         elif isinstance(node, list):
@@ -64,18 +64,14 @@ def _parent(document: Any, tokens: list[str], pointer: str) -> Any:
         else:
             raise PatchError(f"doc is missing path: {pointer!r}")
     return node
+
+
+def _parent(document: Any, tokens: list[str], pointer: str) -> Any:
+    return _walk(document, tokens[:-1], pointer)
 
 
 def _get(document: Any, pointer: str) -> Any:
-    node = document
-    for token in _split_pointer(pointer):
-        if isinstance(node, dict) and token in node:
-            node = node[token]
-        elif isinstance(node, list):
-            node = node[_index(node, token, for_add=False)]
-        else:
-            raise PatchError(f"doc is missing path: {pointer!r}")
-    return node
+    return _walk(document, _split_pointer(pointer), pointer)
 
 
 def _add(document: Any, pointer: str, value: Any) -> Any:
