@@ -2,7 +2,8 @@
 
 A 429 means the API server did not process the request (API Priority and Fairness, or a
 custom resource whose storage is still initializing right after its CRD was Established),
-so any verb may be sent again. Other errors are not retried here: callers decide.
+so any verb may be sent again. Other errors are not retried here: callers decide. Without a
+Retry-After the client waits by the retry policy.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aiohttp import web
 from zsp_operator.core.constants import API_VERSION
 from zsp_operator.kube import Kube, KubeError
 from zsp_operator.kube.resources import ACCESS_REQUESTS
+from zsp_operator.kube.retry import step
 
 STORAGE_INITIALIZING = {
     "kind": "Status",
@@ -118,3 +120,15 @@ async def test_the_wait_follows_retry_after_within_bounds(serve: Serve) -> None:
         await kube.get(ACCESS_REQUESTS, "r", "ns")
         waited = loop.time() - started
     assert waited >= 0.3
+
+
+async def test_without_retry_after_the_wait_follows_the_retry_policy(serve: Serve) -> None:
+    server = Server(refusals=2, retry_after=None)
+    async with await serve(server) as kube:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        body = await kube.get(ACCESS_REQUESTS, "r", "ns")
+        waited = loop.time() - started
+    assert body is not None
+    assert server.methods == ["GET"] * 3
+    assert waited < step(0) + step(1) + 1.0, "two short backoffs, not a second each"

@@ -137,7 +137,7 @@ async def _rig(sim: SimServer, calls: Calls, groups: list[str], **kwargs: Any) -
     calls.token = sim.user_token(FOLLOWER, groups)
     ends = Ends()
     async with await Kube.from_dict(sim.kubeconfig(calls.token)) as kube:
-        follower = TaskFollower(kube, ends, backoff=(0.05, 0.2), **kwargs)
+        follower = TaskFollower(kube, ends, **kwargs)
         try:
             yield Rig(follower, ends, calls)
         finally:
@@ -365,7 +365,7 @@ async def test_follows_before_the_list_completes_are_resolved_by_it(rig: Rig, ad
     for name in names:
         await admin.create(JOBS, job(name))
     await finish(admin, "job-5")
-    follower = TaskFollower(rig.follower.kube, rig.ends, backoff=(0.05, 0.2), page_size=2)
+    follower = TaskFollower(rig.follower.kube, rig.ends, page_size=2)
     try:
         follower.start()
         for i, name in enumerate(names):

@@ -41,6 +41,7 @@ from zsp_operator.kube.resources import (
     TASK_GRANTS,
     Resource,
 )
+from zsp_operator.kube.retry import pause
 from zsp_operator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -400,7 +401,6 @@ class GrantService:
             KubeError: still failing after the retries; the caller hands the grant to the
                 revoker, which retries until it succeeds.
         """
-        delay = 0.1
         for attempt in range(1, 6):
             try:
                 await self.remove(grant)
@@ -409,8 +409,7 @@ class GrantService:
                 log.warning("rollback of grant %s failed (attempt %d): %s", grant.name, attempt, err)
                 if attempt == 5:
                     raise
-                await asyncio.sleep(delay)
-                delay *= 2
+                await pause(attempt - 1)  # never the permanent step: privilege may be at stake
 
 
 def _step_failed(step: str, err: Exception, grant: TaskGrant) -> IssueError:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from zsp_operator.core.models import TaskGrant
 from zsp_operator.core.tasks import task_finished
 from zsp_operator.kube import Body, Gone, Kube, KubeError
 from zsp_operator.kube.resources import Resource
+from zsp_operator.kube.retry import backoff, pause
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ _QUIET = 1.0  # a watch closed sooner than this with no event counts as a failur
 _ENDED_KEPT = 1_000  # per watch: finished or vanished objects remembered for late followers
 _DONE_KEPT = 10_000  # grants already ended, so a late follow() cannot end one twice
 _LOOKUPS = 16  # GETs at once for objects followed after the list
+# Failures wait by the retry policy's transient steps even when the API server calls them
+# permanent (403, 404): grants end through these watches, so privilege may be at stake.
 
 
 @dataclass(frozen=True)
@@ -77,13 +79,11 @@ class TaskFollower:
         on_end: OnEnd,
         namespaces: Sequence[str] = (),
         *,
-        backoff: tuple[float, float] = (0.5, 30.0),
         page_size: int = _PAGE,
     ) -> None:
         self.kube = kube
         self.on_end = on_end
         self.namespaces = tuple(namespaces)
-        self.backoff = backoff
         self.page_size = page_size
         self._watches: dict[WatchKey, _Watch] = {}
         self._following: dict[str, tuple[_Watch, TaskTarget]] = {}
@@ -189,10 +189,6 @@ class TaskFollower:
             if res is None:
                 res = self._resources[kind_key] = await self.kube.resource_of(api_version, kind)
             return res
-
-    def _delay(self, failures: int) -> float:
-        first, most = self.backoff
-        return float(min(first * 2 ** max(failures - 1, 0), most) * random.uniform(0.8, 1.2))  # noqa: S311
 
 
 class _Watch:
@@ -336,8 +332,8 @@ class _Watch:
                 if failures == 1:
                     continue  # list again at once; back off only if it keeps happening
             except KubeError as err:
+                delay = backoff(failures)
                 failures += 1
-                delay = follower._delay(failures)
                 log.warning(
                     "following %s: %s %s (%s); retrying in %.1fs",
                     self.label,
@@ -351,7 +347,7 @@ class _Watch:
             except Exception as err:  # a broken stream or a strange answer must not end the loop
                 failures += 1
                 log.warning("following %s failed (%r); retrying", self.label, err)
-            await asyncio.sleep(follower._delay(failures))
+            await pause(failures - 1)
 
     async def _list(self, res: Resource) -> str:
         """List once: the state of every followed object, and where the watch picks up."""
@@ -418,8 +414,8 @@ class _Watch:
                         return
                     obj = await self.follower.kube.get(self.res, name, namespace or None)
             except KubeError as err:
+                delay = backoff(failures)
                 failures += 1
-                delay = self.follower._delay(failures)
                 log.warning(
                     "reading %s %s/%s: %s; retrying in about %.1fs", self.kind, namespace, name, err, delay
                 )

@@ -14,6 +14,7 @@ import kopf
 
 from zsp_operator.core import constants as c
 from zsp_operator.handlers.common import controller_of, retry_on_api_errors
+from zsp_operator.kube.retry import Backoffs
 from zsp_operator.serving.pki import LOOPBACK, issue_serving_pki
 from zsp_operator.serving.webhookcert import ReloadableContext, prepare_serving, refresh_forever
 
@@ -31,7 +32,9 @@ async def configure(settings: kopf.OperatorSettings, memo: Any) -> None:
     )
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
-    settings.networking.error_backoffs = [0.1, 0.5, 1, 2, 5, 10]
+    # kopf's own API calls retry by our policy too, and wait as long as a 429 says.
+    settings.networking.error_backoffs = Backoffs(8)
+    settings.networking.enforce_retry_after = True
     ours = memo.settings
     if ours.dev:
         # A local control plane reaches us on loopback; kopf registers both configurations.

@@ -6,7 +6,6 @@ custom), so the rest of the code speaks in manifests, not generated model classe
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import json
 import os
@@ -21,13 +20,15 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from zsp_operator.kube.errors import KubeError, NotFound, from_response
 from zsp_operator.kube.resources import Resource
+from zsp_operator.kube.retry import pause
 
 Body = dict[str, Any]
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 _OBJECT = dict.fromkeys((200, 201, 202), "object")
-# Throttled calls are sent again this many times, after the server's Retry-After (bounded).
+# Throttled calls are sent again this many times, after the server's Retry-After or, when
+# it gives none, the retry policy's backoff; both bounded, since callers retry too.
 _THROTTLED_RETRIES = 10
 _MIN_RETRY_AFTER = 0.1
 _MAX_RETRY_AFTER = 5.0
@@ -49,18 +50,12 @@ class Connection:
 
 
 def _retry_after(err: ApiException) -> float | None:
-    """How long to wait before sending again, when the server said so with a 429.
-
-    A 429 (API Priority and Fairness, or a resource's storage still initializing) means
-    the request was not processed, so any verb may be sent again; client-go does the same.
-    """
-    if err.status != 429:
-        return None
+    """The server's Retry-After in seconds (bounded), or None when it did not say."""
     headers: Mapping[str, str] = err.headers or {}
     try:
-        seconds = float(headers.get("Retry-After", 1))
-    except (TypeError, ValueError):
-        seconds = 1.0
+        seconds = float(headers["Retry-After"])
+    except (KeyError, TypeError, ValueError):
+        return None
     return min(max(seconds, _MIN_RETRY_AFTER), _MAX_RETRY_AFTER)
 
 
@@ -150,10 +145,12 @@ class Kube:
                     _return_http_data_only=True,
                 )
             except ApiException as err:
-                wait = _retry_after(err)
-                if wait is None or attempt == _THROTTLED_RETRIES:
+                # A 429 (API Priority and Fairness, or a resource's storage still initializing)
+                # means the request was not processed, so any verb may be sent again, as
+                # client-go does.
+                if err.status != 429 or attempt == _THROTTLED_RETRIES:
                     raise from_response(err.status or 0, err.body) from None
-                await asyncio.sleep(wait)
+                await pause(attempt, cap=_MAX_RETRY_AFTER, retry_after=_retry_after(err))
             except (OSError, TimeoutError) as err:
                 # Connection trouble is worth retrying, like a 5xx.
                 raise KubeError(0, "Unreachable", str(err)) from err

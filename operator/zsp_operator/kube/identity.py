@@ -7,7 +7,6 @@ token*, never from reading RBAC objects.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from typing import Any
@@ -16,6 +15,10 @@ from zsp_operator.core import constants as c
 from zsp_operator.kube.client import Kube
 from zsp_operator.kube.errors import KubeError, Unauthorized
 from zsp_operator.kube.resources import ACCESS_REQUESTS, SELF_SUBJECT_ACCESS_REVIEWS, SERVICE_ACCOUNTS
+from zsp_operator.kube.retry import pause
+
+# Webhooks starting up are not trouble to back off from: they are noticed within this long.
+_LOOK_AT_LEAST_EVERY = 0.2
 
 
 async def request_token(kube: Kube, namespace: str, name: str, seconds: int = c.TOKEN_MIN_SECONDS) -> str:
@@ -66,6 +69,7 @@ async def wait_for_webhooks(admin: Kube, within: float = 30.0, namespace: str = 
     }
     deadline = time.monotonic() + within
     last: Exception | None = None
+    attempt = 0
     while time.monotonic() < deadline:
         try:
             created = await admin.create(ACCESS_REQUESTS, probe, dry_run=True)
@@ -73,5 +77,6 @@ async def wait_for_webhooks(admin: Kube, within: float = 30.0, namespace: str = 
                 return
         except KubeError as err:
             last = err
-        await asyncio.sleep(0.1)
+        await pause(attempt, cap=_LOOK_AT_LEAST_EVERY)
+        attempt += 1
     raise TimeoutError(f"admission webhooks not answering after {within:.0f}s: {last}")

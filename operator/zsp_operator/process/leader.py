@@ -5,6 +5,9 @@ racing for a free Lease cannot both win: the API server refuses the second with
 409 Conflict. A leader that cannot renew within its renew deadline steps down (the
 caller stops and exits, so the pod restarts as a standby) well before a standby
 would take over, so there is never a moment with two active replicas.
+
+Tries come every retry period, as the Lease's terms say; after an API error the next one
+comes by the retry policy's backoff, sooner at first and never later than the period.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import socket
 import time
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from zsp_operator.core import lease
 from zsp_operator.core.lease import LeaseRecord
 from zsp_operator.kube import Kube, KubeError
 from zsp_operator.kube.resources import LEASES
+from zsp_operator.kube.retry import backoff
 from zsp_operator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -98,20 +101,31 @@ class LeaderElector:
     async def acquire(self) -> None:
         """Return once this replica holds the Lease; until then, stand by and retry."""
         log.info("%s: standing by as %s", self.where, self.identity)
+        failures = 0
         while True:
-            if await self.try_once():
-                break
-            await asyncio.sleep(self._jittered(self.retry_period))
+            try:
+                if await self._take_or_renew():
+                    break
+                failures = 0
+            except KubeError as err:
+                log.warning("%s: %s", self.where, err)
+                failures += 1
+            await asyncio.sleep(self._next_try(failures))
         log.info("%s: %s is the leader", self.where, self.identity)
 
     async def keep(self) -> None:
         """Renew the Lease for as long as we lead; raise LeadershipLost when we no longer may."""
         last_renewed = self._monotonic()
+        failures = 0
         while True:
-            await asyncio.sleep(self.retry_period.total_seconds())
-            if await self.try_once():
-                last_renewed = self._monotonic()
-                continue
+            await asyncio.sleep(self._next_try(failures))
+            try:
+                if await self._take_or_renew():
+                    last_renewed, failures = self._monotonic(), 0
+                    continue
+            except KubeError as err:
+                log.warning("%s: %s", self.where, err)
+                failures += 1
             if self._observed is not None and self._observed.holder not in (None, self.identity):
                 raise LeadershipLost(f"{self.where} is held by {self._observed.holder} now")
             if self._monotonic() - last_renewed >= self.renew_deadline.total_seconds():
@@ -167,7 +181,7 @@ class LeaderElector:
         self._observed, self._observed_at = claimed, self._monotonic()
         return True
 
-    @staticmethod
-    def _jittered(period: timedelta) -> float:
-        """Candidates spread out instead of retrying in lockstep."""
-        return period.total_seconds() * (1 + random.random() * 0.2)  # noqa: S311 - not security
+    def _next_try(self, failures: int) -> float:
+        """The retry period; after `failures` API errors in a row, the backoff, capped at it."""
+        period = self.retry_period.total_seconds()
+        return backoff(failures - 1, cap=period) if failures else period

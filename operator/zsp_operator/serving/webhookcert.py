@@ -29,6 +29,7 @@ from typing import Any
 from zsp_operator.core import constants as c
 from zsp_operator.kube import AlreadyExists, Conflict, Invalid, Kube, KubeError
 from zsp_operator.kube.resources import MUTATING_WEBHOOKS, SECRETS, VALIDATING_WEBHOOKS
+from zsp_operator.kube.retry import backoff
 from zsp_operator.serving.pki import (
     CA_CERT,
     SERVICE_CERT_VALIDITY,
@@ -279,10 +280,18 @@ class ReloadableContext:
 
 
 async def refresh_forever(refresh: Callable[[], Awaitable[object]], every: dt.timedelta) -> None:
-    """Run `refresh` every `every`; a failure is logged and tried again next time."""
+    """Run `refresh` every `every`; after a failure, again by the retry policy (at most `every`)."""
+    period = every.total_seconds()
+    failures = 0
+    wait = period
     while True:
-        await asyncio.sleep(every.total_seconds())
+        await asyncio.sleep(wait)
         try:
             await refresh()
         except (KubeError, OSError, ValueError, RuntimeError) as error:  # ssl.SSLError is an OSError
-            log.warning("webhook certificate not refreshed (trying again in %s): %s", every, error)
+            retryable = error.retryable if isinstance(error, KubeError) else True
+            wait = backoff(failures, retryable=retryable, cap=period)
+            failures += 1
+            log.warning("webhook certificate not refreshed (trying again in %.1fs): %s", wait, error)
+        else:
+            wait, failures = period, 0
