@@ -1,15 +1,21 @@
-"""The webhook server's certificate is swapped in place: new connections get the new one."""
+"""The webhook server's certificate is swapped in place: new connections get the new one.
+
+The files the operator writes for it are readable by us alone from their first byte.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
+from zsp_operator.serving import pki
 from zsp_operator.serving.pki import LOOPBACK, TLS_CERT, TLS_KEY, issue_serving_pki
 from zsp_operator.serving.webhookcert import ReloadableContext
 
@@ -74,3 +80,24 @@ async def test_a_pair_caught_mid_rewrite_is_refused_and_the_old_one_kept(
     write_pair(tmp_path, second.serving_cert, second.serving_key)  # the rewrite completes
     assert tls.reload() is True
     assert common_name(await presented(port)) == "second"
+
+
+def test_written_files_are_ours_alone_before_they_take_their_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / TLS_KEY).write_bytes(b"old")
+    (tmp_path / TLS_KEY).chmod(0o644)  # replaced, not reused with its mode
+    renamed: list[tuple[str, int, bytes]] = []
+    rename = os.replace
+
+    def replace(source: str, target: Path) -> None:
+        renamed.append((Path(target).name, stat.S_IMODE(os.stat(source).st_mode), Path(source).read_bytes()))
+        rename(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    issued = issue_serving_pki(LOOPBACK, common_name="first")
+    cert, key = pki.write_pair(tmp_path, issued.serving_cert, issued.serving_key)
+    assert renamed == [(TLS_CERT, 0o600, issued.serving_cert), (TLS_KEY, 0o600, issued.serving_key)]
+    assert (cert.read_bytes(), key.read_bytes()) == (issued.serving_cert, issued.serving_key)
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert sorted(path.name for path in tmp_path.iterdir()) == [TLS_CERT, TLS_KEY], "no temporary left"

@@ -7,13 +7,16 @@ extensions are the ones strict verifiers want (Go's crypto/tls, Python's
 VERIFY_X509_STRICT): CA basic constraints and key usage, key identifiers, serverAuth, SANs;
 so what works here works against kube-apiserver.
 
-Everything here is pure: time comes in as `now`, material as bytes.
+Everything here but `write_pair` is pure: time comes in as `now`, material as bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +45,29 @@ class ServingPki:
     serving_key: bytes
 
     def write(self, directory: Path) -> tuple[Path, Path]:
-        """Write tls.crt and tls.key (0600) for a server; returns their paths."""
-        cert, key = directory / "tls.crt", directory / "tls.key"
-        cert.write_bytes(self.serving_cert)
-        key.write_bytes(self.serving_key)
-        key.chmod(0o600)
-        return cert, key
+        """The serving certificate and key as files for a server; their paths."""
+        return write_pair(directory, self.serving_cert, self.serving_key)
+
+
+def write_pair(directory: Path, cert: bytes, key: bytes) -> tuple[Path, Path]:
+    """tls.crt and tls.key in `directory`, readable by us alone; their paths.
+
+    Each file is written under a temporary name created with mode 0600 (mkstemp: O_EXCL),
+    so the key is never readable by others, not even for a moment, and then renamed over
+    the old one: a server reloading meanwhile reads a whole file, old or new.
+    """
+    paths = directory / TLS_CERT, directory / TLS_KEY
+    for path, data in zip(paths, (cert, key), strict=True):
+        descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(data)
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+    return paths
 
 
 def pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:

@@ -18,7 +18,6 @@ import asyncio
 import base64
 import datetime as dt
 import logging
-import os
 import ssl
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
@@ -39,6 +38,7 @@ from zsp_operator.serving.pki import (
     certificate_problem,
     issue_serving_pki,
     service_dns_names,
+    write_pair,
 )
 from zsp_operator.settings import Settings
 
@@ -90,16 +90,6 @@ class ServingMaterial:
 
     def write(self, directory: Path) -> tuple[Path, Path]:
         return write_pair(directory, self.cert, self.key)
-
-
-def write_pair(directory: Path, cert: bytes, key: bytes) -> tuple[Path, Path]:
-    """tls.crt and tls.key in `directory`, the key readable by us alone; their paths."""
-    paths = directory / TLS_CERT, directory / TLS_KEY
-    for path, data in zip(paths, (cert, key), strict=True):
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-    return paths
 
 
 # --- pure: manifests and patches ------------------------------------------------------------
