@@ -74,7 +74,6 @@ def _settings(overrides: dict[str, Any]) -> Settings:
             "webhook_port": 0,
             "metrics_port": 0,
             "health_port": 0,
-            "standalone": True,
             **overrides,
         }
     )

@@ -78,13 +78,6 @@ class Settings(BaseSettings):
         "its size over the measured rate",
     )
     audit_file: str | None = Field(default=None, description="also append audit records to this file")
-    standalone: bool = Field(default=False, description="run without peering (single replica)")
-    peering: str | None = Field(
-        default=None,
-        description="kopf peering name; when set, replicas must coordinate through it (its CRD "
-        "must exist); unset, kopf peers if the default peering exists, else runs standalone",
-    )
-    priority: int = Field(default=0, description="kopf peering priority (distinct per replica)")
     webhook_cert_dir: str | None = Field(
         default=None, description="directory with tls.crt and tls.key for the webhook server (in a cluster)"
     )

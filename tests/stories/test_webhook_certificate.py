@@ -160,7 +160,6 @@ async def serving_operator(
         webhook_port=port,
         metrics_port=0,
         health_port=0,
-        standalone=True,
         **overrides,
     )
     kube = await Kube.from_dict(cluster.kubeconfig(await operator_token(cluster)))

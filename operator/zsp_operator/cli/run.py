@@ -34,15 +34,13 @@ _FLAGS: tuple[tuple[str, dict[str, object]], ...] = (
     ("resync", {"metavar": "DURATION"}),
     ("revoke_concurrency", {"type": int}),
     ("audit_file", {"metavar": "FILE"}),
-    ("peering", {}),
-    ("priority", {"type": int}),
     ("lease_namespace", {}),
     ("lease_name", {}),
     ("lease_duration", {"metavar": "DURATION"}),
     ("renew_deadline", {"metavar": "DURATION"}),
     ("retry_period", {"metavar": "DURATION"}),
 )
-_SWITCHES = ("standalone", "dev", "enforce_cluster_bindings", "leader_elect")
+_SWITCHES = ("dev", "enforce_cluster_bindings", "leader_elect")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

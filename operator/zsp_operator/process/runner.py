@@ -159,17 +159,13 @@ async def _run_kopf(
     registry: kopf.OperatorRegistry,
 ) -> None:
     namespaces = settings.namespaces
-    # With a Lease electing the active replica, kopf's own peering would only pause it.
-    standalone = settings.standalone or settings.leader_elect
     await kopf.operator(
         registry=registry,
         memo=kopf.Memo(controller=controller, settings=settings),
         clusterwide=not namespaces,
         namespaces=namespaces,
-        standalone=standalone,
-        priority=settings.priority,
-        # A named peering makes kopf wait for its peering CRD, so only when asked for.
-        peering_name=None if standalone else settings.peering,
+        # The Lease (--leader-elect) decides which replica acts; kopf's peering stays off.
+        standalone=True,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None,
         stop_flag=stop_flag,
         ready_flag=ready_flag,

@@ -127,7 +127,7 @@ async def _operator(
     await _apply(admin, _docs(OPERATOR_RBAC))
     token = await request_token(admin, "zsp-system", "zsp-operator", seconds=3600)
     kube = await Kube.from_dict(kubeconfig(token))
-    settings = Settings(dev=True, webhook_port=0, metrics_port=0, health_port=0, standalone=True)
+    settings = Settings(dev=True, webhook_port=0, metrics_port=0, health_port=0)
     stop = asyncio.Event()
     task = asyncio.create_task(
         run_operator(
