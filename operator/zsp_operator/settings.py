@@ -1,4 +1,9 @@
-"""Operator settings: flags of `zsp run` and `ZSP_*` environment variables, validated once."""
+"""Operator settings: flags of `zsp run` and `ZSP_*` environment variables, validated once.
+
+Each field is a flag as it stands (cli/run.py makes them): its description is the help, its
+type says how the value is read; `json_schema_extra={"metavar": ...}` names the value in
+`--help` where its type alone would not say enough.
+"""
 
 from __future__ import annotations
 
@@ -35,10 +40,14 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ZSP_", extra="forbid", validate_default=True)
 
-    kubeconfig: str | None = Field(default=None, description="kubeconfig file; default like kubectl")
+    kubeconfig: str | None = Field(
+        default=None, description="kubeconfig file; default like kubectl", json_schema_extra={"metavar": "FILE"}
+    )
     context: str | None = Field(default=None, description="kubeconfig context")
     namespaces: CommaList = Field(
-        default_factory=list, description="namespaces to serve (comma-separated); empty = all"
+        default_factory=list,
+        description="namespaces to serve (comma-separated); empty = all",
+        json_schema_extra={"metavar": "NS[,NS...]"},
     )
     metrics_port: int = Field(default=8080, description="port of /metrics")
     health_port: int = Field(default=8081, description="port of /healthz (liveness)")
@@ -46,6 +55,7 @@ class Settings(BaseSettings):
     catalog: CommaList = Field(
         default_factory=lambda: ["view"],
         description="ClusterRoles that policies may reference by clusterRole (comma-separated)",
+        json_schema_extra={"metavar": "CLUSTERROLE[,...]"},
     )
     break_glass_max_ttl: Duration = Field(
         default=timedelta(hours=1), description="longest TTL a break-glass policy may grant"
@@ -57,14 +67,18 @@ class Settings(BaseSettings):
         "expiry is enforced by revocation)",
     )
     delivery_server: str | None = Field(
-        default=None, description="API server URL written into delivered kubeconfigs"
+        default=None,
+        description="API server URL written into delivered kubeconfigs",
+        json_schema_extra={"metavar": "URL"},
     )
     sweep_mode: SweepMode = Field(
-        default=SweepMode.AUDIT, description="unmanaged bindings in enforced namespaces: audit|enforce"
+        default=SweepMode.AUDIT,
+        description="unmanaged bindings in enforced namespaces: audit reports them, enforce deletes them",
     )
     sweep_allowlist: CommaList = Field(
         default_factory=list,
         description="bindings the sweeper never deletes: NAMESPACE/NAME or NAME, shell wildcards allowed (zsp-requester-*)",
+        json_schema_extra={"metavar": "NS/NAME[,...]"},
     )
     enforce_cluster_bindings: bool = Field(
         default=False, description="in enforce mode, also delete unmanaged ClusterRoleBindings"
@@ -77,9 +91,13 @@ class Settings(BaseSettings):
         description="expiries revoked at once, earliest deadline first; a burst starts early by "
         "its size over the measured rate",
     )
-    audit_file: str | None = Field(default=None, description="also append audit records to this file")
+    audit_file: str | None = Field(
+        default=None, description="also append audit records to this file", json_schema_extra={"metavar": "FILE"}
+    )
     webhook_cert_dir: str | None = Field(
-        default=None, description="directory with tls.crt and tls.key for the webhook server (in a cluster)"
+        default=None,
+        description="directory with tls.crt and tls.key for the webhook server (in a cluster)",
+        json_schema_extra={"metavar": "DIR"},
     )
     dev: bool = Field(
         default=False, description="serve webhooks on 127.0.0.1 with a self-signed cert and register them"
@@ -88,6 +106,7 @@ class Settings(BaseSettings):
         default=None,
         description="NAMESPACE/NAME of the Service the API server calls the webhooks through; the "
         "operator keeps their certificate in a Secret and its CA in the webhook configurations",
+        json_schema_extra={"metavar": "NAMESPACE/NAME"},
     )
     webhook_secret: str | None = Field(
         default=None,

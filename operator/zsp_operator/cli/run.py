@@ -1,4 +1,9 @@
-"""`zsp run`: the operator itself (controllers, webhooks, metrics)."""
+"""`zsp run`: the operator itself (controllers, webhooks, metrics).
+
+Its flags are made from the fields of `Settings`, so a new setting is a flag, and a `ZSP_*`
+variable, with nothing else to edit: `--kebab-case` of the name, the description as help
+with the variable and the default, a switch for a bool, choices for an Enum or a Literal.
+"""
 
 from __future__ import annotations
 
@@ -6,65 +11,87 @@ import argparse
 import asyncio
 import logging
 import sys
+import types
+from datetime import timedelta
+from enum import Enum
+from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from zsp_operator.core.errors import describe
 from zsp_operator.settings import Settings
 
-# Flags mirror Settings; each is also ZSP_<NAME> in the environment.
-_FLAGS: tuple[tuple[str, dict[str, object]], ...] = (
-    ("kubeconfig", {}),
-    ("context", {}),
-    ("namespaces", {"metavar": "NS[,NS...]"}),
-    ("metrics_port", {"type": int}),
-    ("health_port", {"type": int}),
-    ("webhook_port", {"type": int}),
-    ("webhook_cert_dir", {}),
-    ("webhook_service", {"metavar": "NAMESPACE/NAME"}),
-    ("webhook_secret", {}),
-    ("webhook_configuration", {}),
-    ("webhook_cert_refresh", {"metavar": "DURATION"}),
-    ("catalog", {"metavar": "CLUSTERROLE[,...]"}),
-    ("break_glass_max_ttl", {"metavar": "DURATION"}),
-    ("token_seconds", {"type": int}),
-    ("delivery_server", {"metavar": "URL"}),
-    ("sweep_mode", {"choices": ["audit", "enforce"]}),
-    ("sweep_allowlist", {"metavar": "NS/NAME[,...]"}),
-    ("resync", {"metavar": "DURATION"}),
-    ("revoke_concurrency", {"type": int}),
-    ("audit_file", {"metavar": "FILE"}),
-    ("lease_namespace", {}),
-    ("lease_name", {}),
-    ("lease_duration", {"metavar": "DURATION"}),
-    ("renew_deadline", {"metavar": "DURATION"}),
-    ("retry_period", {"metavar": "DURATION"}),
-)
-_SWITCHES = ("dev", "enforce_cluster_bindings", "leader_elect")
+# kubectl's spelling, for the one setting that has one.
+_SPELLINGS: dict[str, tuple[str, ...]] = {"namespaces": ("-n", "--namespace")}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    lines = [
-        f"  --{name.replace('_', '-'):<26} ZSP_{name.upper():<26} {field.description}"
-        for name, field in Settings.model_fields.items()
-    ]
     parser = subparsers.add_parser(
         "run",
         help="run the operator",
-        description="Run the operator against the current kubeconfig or in-cluster config.",
-        epilog="settings (flag, environment variable, meaning):\n" + "\n".join(lines),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the operator against the current kubeconfig or in-cluster config. "
+        "Every setting is a flag and a ZSP_* environment variable; a flag wins.",
     )
-    parser.add_argument(
-        "-n", "--namespace", dest="namespaces", help="limit to these namespaces (comma-separated)"
-    )
-    for name, extra in _FLAGS:
-        if name != "namespaces":
-            parser.add_argument(f"--{name.replace('_', '-')}", dest=name, **extra)  # type: ignore[arg-type]
-    for name in _SWITCHES:
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, action="store_true", default=None)
+    add_settings_flags(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(func=run)
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, model: type[BaseModel] = Settings) -> None:
+    """One flag per field of `model`; a flag not given stays None, so the environment or
+    the field's default applies."""
+    prefix = str(model.model_config.get("env_prefix") or "")
+    defaults = model.model_construct().model_dump(mode="json")  # as the environment spells them
+    for name, field in model.model_fields.items():
+        flags = _SPELLINGS.get(name, (f"--{name.replace('_', '-')}",))
+        variable = f"{prefix}{name}".upper()
+        parser.add_argument(
+            *flags, dest=name, default=None, help=_help(field, variable, defaults.get(name)), **_reading(field)
+        )
+
+
+def flags_given(args: argparse.Namespace, model: type[BaseModel] = Settings) -> dict[str, Any]:
+    """The settings given as flags; they win over the environment, which fills in the rest."""
+    return {name: getattr(args, name) for name in model.model_fields if getattr(args, name, None) is not None}
+
+
+def _help(field: FieldInfo, variable: str, default: object) -> str:
+    shown = ",".join(map(str, default)) if isinstance(default, list) else default
+    if isinstance(shown, bool):
+        shown = "on" if shown else "off"
+    where = f"{variable}; default {shown}" if shown not in (None, "") else variable
+    return f"{field.description or ''} ({where})".strip().replace("%", "%%")
+
+
+def _reading(field: FieldInfo) -> dict[str, Any]:
+    """How argparse reads the value: a switch, a choice, a number, or text for pydantic."""
+    kind = _without_none(field.annotation)
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    named = {"metavar": extra["metavar"]} if "metavar" in extra else {}
+    if kind is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        return {"choices": [member.value for member in kind]}
+    if get_origin(kind) is Literal:
+        values = get_args(kind)
+        return {"choices": list(values), "type": type(values[0])}
+    if kind is int:
+        return {"type": int, "metavar": "N", **named}
+    if kind is timedelta:
+        return {"metavar": "DURATION", **named}
+    if get_origin(kind) is list:
+        return {"metavar": "VALUE[,...]", **named}
+    return named
+
+
+def _without_none(annotation: Any) -> Any:
+    """`X | None` is read as X: leaving the flag out is how it stays None."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        rest = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return annotation
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,11 +103,8 @@ def run(args: argparse.Namespace) -> int:
         # kopf says "Handler ... succeeded" for every watch event of every object: at ten
         # thousand grants that is most of the log and a visible share of the CPU.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    given = {
-        name: getattr(args, name) for name in Settings.model_fields if getattr(args, name, None) is not None
-    }
     try:
-        settings = Settings(**given)
+        settings = Settings(**flags_given(args))
     except ValidationError as err:
         for message in describe(err, "zsp run"):
             print(message)
