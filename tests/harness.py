@@ -8,6 +8,7 @@ of authorisation is made with the issued identity's own token, never as admin.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import concurrent.futures
 import contextlib
 import io
@@ -15,7 +16,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import yaml
 from tier_report import observe
 from tiers import Cluster
 from zsp_operator.core import constants as c
+from zsp_operator.engine.clock import Clock, utcnow
 from zsp_operator.engine.controller import Controller
 from zsp_operator.kube import AlreadyExists, Kube
 from zsp_operator.kube.identity import may_as, request_token, wait_for_webhooks
@@ -31,6 +33,7 @@ from zsp_operator.kube.resources import (
     ACCESS_POLICIES,
     ACCESS_REQUESTS,
     BY_KIND,
+    CLUSTER_ROLE_BINDINGS,
     NAMESPACES,
     ROLE_BINDINGS,
     ROLES,
@@ -66,6 +69,22 @@ class Operator:
         ]
 
 
+class StoryClock:
+    """The operator's clock in a story: the real time, plus whatever time the story lets pass at once.
+
+    Moving it forward stands for the operator being away that long, without the story waiting.
+    """
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
 def _settings(overrides: dict[str, Any]) -> Settings:
     """Webhooks on loopback, no fixed ports: many operators may run side by side."""
     return Settings(
@@ -84,15 +103,20 @@ async def running_operator(
     cluster: Cluster,
     *,
     wrap: Callable[[Kube], Kube] | None = None,
+    clock: Clock = utcnow,
     **overrides: Any,
 ) -> AsyncIterator[Operator]:
-    """Start the operator (webhooks included) and stop it cleanly afterwards."""
+    """Start the operator (webhooks included) and stop it cleanly afterwards.
+
+    `wrap` puts a client of the story's own (faults, `Sweeps`) between the operator and the
+    API server; `clock` is the operator's source of time (`StoryClock`).
+    """
     settings = _settings(overrides)
     kube = await Kube.from_dict(cluster.kubeconfig(await operator_token(cluster)))
     if wrap is not None:
         kube = wrap(kube)
     audit = io.StringIO()
-    controller = Controller.build(kube, settings, audit_stream=audit)
+    controller = Controller.build(kube, settings, clock=clock, audit_stream=audit)
     stop = asyncio.Event()
     task = asyncio.create_task(run_operator(settings, controller=controller, stop_flag=stop))
     try:
@@ -141,6 +165,67 @@ async def replica(cluster: Cluster, *, ready: bool = True, **overrides: Any) -> 
             if not finished.done():
                 loop.call_soon_threadsafe(stop.set)
             await asyncio.wait_for(ended, timeout=30)
+
+
+class Sweeps(Kube):
+    """The operator's client (`running_operator(..., wrap=Sweeps)`), telling a story when sweeps run.
+
+    Every full sweep opens with its one listing of all ClusterRoleBindings (engine/sweeper.py
+    lists the bindings before anything else), so a sweep opening is also the end of the one
+    before it. `held()` keeps sweeps from running, so that only watch events act.
+    """
+
+    def __init__(self, inner: Kube) -> None:
+        super().__init__(inner.api)
+        self.begun = 0  # sweeps opened so far
+        self.waiting = False  # a sweep is held at its opening
+        self._open = asyncio.Event()
+        self._open.set()
+
+    @classmethod
+    def of(cls, op: Operator) -> Sweeps:
+        assert isinstance(op.kube, cls), "start the operator with wrap=Sweeps"
+        return op.kube
+
+    async def list(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        if res is CLUSTER_ROLE_BINDINGS and label_selector is None and field_selector is None:
+            self.begun += 1
+            if not self._open.is_set():
+                self.waiting = True
+                try:
+                    await self._open.wait()
+                finally:
+                    self.waiting = False
+        return await super().list(
+            res, namespace, label_selector=label_selector, field_selector=field_selector
+        )
+
+    async def one_passes(self, within: float = 10) -> None:
+        """Return once a whole sweep ran after the call: the one under way, if any, ended, and
+        the next one opened and ended too (the one after it opened)."""
+        wanted = self.begun + 2
+        try:
+            await eventually(lambda: self.begun >= wanted, within=within)
+        except AssertionError:
+            raise AssertionError(f"no whole sweep ran within {within}s (is resync short?)") from None
+
+    @contextlib.asynccontextmanager
+    async def held(self, within: float = 10) -> AsyncIterator[None]:
+        """No sweep runs inside the block: the one under way ends first, the next one waits at
+        its opening until the block ends."""
+        self._open.clear()
+        try:
+            await eventually(lambda: self.waiting, within=within)
+            yield
+        finally:
+            self._open.set()
 
 
 OPERATOR_RBAC = Path(__file__).resolve().parent.parent / "deploy" / "operator-rbac.yaml"
@@ -269,6 +354,29 @@ async def can(
     None means the token no longer authenticates at all (its identity is gone).
     """
     return await may_as(cluster.kubeconfig(token), verb, resource, namespace, group)
+
+
+async def token_dies(
+    cluster: Cluster,
+    token: str,
+    verb: str,
+    resource: str,
+    namespace: str,
+    group: str = "",
+    within: float = 15,
+) -> None:
+    """Return once `token` no longer authenticates; fail at once if it is allowed meanwhile.
+
+    A real API server may take a few seconds to stop accepting a token whose ServiceAccount was
+    deleted (it caches what it authenticated); the privilege itself must be gone all along.
+    """
+
+    async def dead() -> bool:
+        answer = await can(cluster, token, verb, resource, namespace, group)
+        assert answer is not True, f"{verb} {resource} in {namespace} allowed again"
+        return answer is None
+
+    await eventually(dead, within=within)
 
 
 async def managed_objects(kube: Kube, namespaces: Iterable[str]) -> list[str]:

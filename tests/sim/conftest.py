@@ -1,25 +1,19 @@
 """Fixtures for the in-memory API server tests: a fresh server per test, clients for it.
 
-The helpers live in `simkit.py` beside this file; its folder is put on sys.path here so
-that they import under any pytest import mode.
+The helpers live in `simkit.py` beside this file, importable through pytest's `pythonpath`
+setting (pyproject.toml), as the helpers in tests/ are.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+import aiohttp
+import pytest
+from kubernetes_asyncio import client
+from simkit import GADGET_CRD, Raw, configuration
 
-import aiohttp  # noqa: E402
-import pytest  # noqa: E402
-from kubernetes_asyncio import client  # noqa: E402
-from simkit import GADGET_CRD, Raw, configuration  # noqa: E402 - after the sys.path set-up
-
-from zsp_operator.sim import SimServer  # noqa: E402
+from zsp_operator.sim import SimServer
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ import pytest
 from harness import (
     OPERATOR_USER,
     Operator,
+    Sweeps,
     can,
     eventually,
     operator_token,
@@ -40,7 +41,7 @@ from tiers import Cluster
 from world import World, world
 from zsp_operator.cli.standing_report import collect
 from zsp_operator.core import constants as c
-from zsp_operator.engine.controller import utcnow
+from zsp_operator.engine.clock import utcnow
 from zsp_operator.engine.sweeper import Sweeper
 from zsp_operator.engine.view import ClusterView
 from zsp_operator.kube import Kube
@@ -155,7 +156,9 @@ async def test_a_hand_made_binding_with_the_operators_labels_is_removed_within_a
     async with world(cluster) as w, running_operator(cluster) as op:
         await w.file(w.request("task-1"))
         await wait_for_phase(w.admin, w.target, "task-1", "Active")
-        labels = dict((await live_binding(w, "task-1"))["metadata"]["labels"])
+        issued = await live_binding(w, "task-1")
+        labels = dict(issued["metadata"]["labels"])
+        genuine = {"uid": labels[c.LABEL_GRANT_UID], "binding": issued["metadata"]["uid"]}
         if claim == "made-up-grant":
             labels[c.LABEL_GRANT_UID] = "00000000-0000-0000-0000-000000000000"
         await w.admin.create(
@@ -170,10 +173,13 @@ async def test_a_hand_made_binding_with_the_operators_labels_is_removed_within_a
         # The Warning lands where people look: the grant's request, or else the namespace.
         where, about = (w.target, "task-1") if claim == "copied-from-a-live-grant" else ("default", w.target)
         assert await eventually(lambda: warnings(w.admin, where, c.EVENT_STANDING_BINDING_REMOVED, about))
-        await asyncio.sleep(0.3)
-        assert (await w.admin.get(ACCESS_REQUESTS, "task-1", w.target) or {})["status"][
-            "phase"
-        ] == "Active", "the genuine grant is not punished for a copy of its labels"
+        # The genuine grant is not punished for a copy of its labels: the record is written once
+        # the sweeper has decided about the grant too, and it says the grant was not revoked.
+        assert record.get("grantRevoked") is None
+        assert not op.controller.revoker.in_progress(genuine["uid"])
+        assert not op.controller.revoker.has_ended(genuine["uid"])
+        assert (await w.admin.get(ACCESS_REQUESTS, "task-1", w.target) or {})["status"]["phase"] == "Active"
+        assert (await live_binding(w, "task-1"))["metadata"]["uid"] == genuine["binding"]
 
 
 @pytest.mark.parametrize("edit", ["subject-added", "role-rules-edited"])
@@ -273,13 +279,14 @@ async def test_audit_mode_reports_standing_bindings_once_and_deletes_nothing(clu
         await enforce(w)
         await pod_reader(w)
         await w.admin.create(ROLE_BINDINGS, binding("before-start", w.target, [sa(w.ci, "deployer")]))
-        async with running_operator(cluster, resync="1s") as op:
+        async with running_operator(cluster, wrap=Sweeps, resync="1s") as op:
             await w.admin.create(ROLE_BINDINGS, binding("after-start", w.target, [sa(w.ci, "deployer")]))
             for name in ("before-start", "after-start"):
                 (record,) = await eventually(lambda n=name: records(op, "standing-binding-found", n))
                 assert (record["state"], record["mode"]) == ("standing", "audit")
-            await asyncio.sleep(1.5)  # a resync passes: nothing new to say about the same bindings
-            assert len(records(op, "standing-binding-found", "before-start")) == 1
+            await Sweeps.of(op).one_passes()  # nothing new to say about the same bindings
+            for name in ("before-start", "after-start"):
+                assert len(records(op, "standing-binding-found", name)) == 1
             assert counted(op, "zsp_standing_bindings_found_total", mode="audit") >= 2
             assert not in_namespace(op, "standing-binding-removed", w.target)
             assert await eventually(lambda: warnings(w.admin, "default", c.EVENT_STANDING_BINDING, w.target))
@@ -302,17 +309,21 @@ async def test_enforce_mode_deletes_standing_bindings_and_spares_the_allowlist(c
             await w.admin.create(ROLE_BINDINGS, binding(name, w.target, subjects))
         # The world's own `zsp-requester-pipeline` (the right to ask) is allowlisted by a pattern.
         allow = f"{w.target}/kept,zsp-requester-*"
-        async with running_operator(cluster, sweep_mode="enforce", sweep_allowlist=allow) as op:
+        settings: dict[str, Any] = {"sweep_mode": "enforce", "sweep_allowlist": allow, "resync": "1s"}
+        async with running_operator(cluster, wrap=Sweeps, **settings) as op:
             assert op.controller.identity == OPERATOR_USER
             await seconds_until_gone(w.admin, ROLE_BINDINGS, "before-start", w.target)
-            await w.admin.create(ROLE_BINDINGS, binding("after-start", w.target, [sa(w.ci, "deployer")]))
-            elapsed = await seconds_until_gone(w.admin, ROLE_BINDINGS, "after-start", w.target)
-            assert elapsed < WITHIN, f"removed after {elapsed:.2f}s"
+            sweeps = Sweeps.of(op)
+            async with sweeps.held():  # what follows is the watch's doing, not a sweep's
+                await w.admin.create(ROLE_BINDINGS, binding("after-start", w.target, [sa(w.ci, "deployer")]))
+                elapsed = await seconds_until_gone(w.admin, ROLE_BINDINGS, "after-start", w.target)
+                assert elapsed < WITHIN, f"removed after {elapsed:.2f}s"
 
-            await w.file(w.request("task-1"))  # the right to ask still works
-            await wait_for_phase(w.admin, w.target, "task-1", "Active")
-            granted = (await live_binding(w, "task-1"))["metadata"]["name"]
-            await asyncio.sleep(0.5)
+                await w.file(w.request("task-1"))  # the right to ask still works
+                await wait_for_phase(w.admin, w.target, "task-1", "Active")
+                granted = (await live_binding(w, "task-1"))["metadata"]["name"]
+            # A whole sweep after the grant went live judged every binding here again.
+            await sweeps.one_passes()
             for name in [*spared, "zsp-requester-pipeline", granted]:
                 assert await w.admin.get(ROLE_BINDINGS, name, w.target) is not None, f"{name} was spared"
             removed = in_namespace(op, "standing-binding-removed", w.target)
@@ -332,11 +343,15 @@ async def test_cluster_role_bindings_are_reported_and_deleted_only_when_told(clu
             await w.admin.create(
                 CLUSTER_ROLE_BINDINGS, binding(name, None, [sa(w.ci, "deployer")], ("ClusterRole", "view"))
             )
-            async with running_operator(cluster, sweep_mode="enforce", sweep_allowlist=others) as op:
+            async with running_operator(
+                cluster, wrap=Sweeps, sweep_mode="enforce", sweep_allowlist=others, resync="1s"
+            ) as op:
                 (record,) = await eventually(lambda: records(op, "standing-binding-found", name))
                 assert record["binding"]["kind"] == "ClusterRoleBinding"
-                await asyncio.sleep(0.3)
+                await Sweeps.of(op).one_passes()
                 assert await w.admin.get(CLUSTER_ROLE_BINDINGS, name) is not None, "reported, not deleted"
+                assert len(records(op, "standing-binding-found", name)) == 1
+                assert not records(op, "standing-binding-removed", name)
             async with running_operator(
                 cluster, sweep_mode="enforce", sweep_allowlist=others, enforce_cluster_bindings=True
             ) as op:
@@ -350,12 +365,19 @@ async def test_labelling_a_namespace_enforced_sweeps_it_at_once(cluster: Cluster
     async with world(cluster) as w:
         await pod_reader(w)
         await w.admin.create(ROLE_BINDINGS, binding("old-habit", w.target, [sa(w.ci, "deployer")]))
-        async with running_operator(cluster, sweep_mode="enforce", sweep_allowlist="zsp-requester-*"):
-            await asyncio.sleep(0.3)
+        settings: dict[str, Any] = {
+            "sweep_mode": "enforce",
+            "sweep_allowlist": "zsp-requester-*",
+            "resync": "1s",
+        }
+        async with running_operator(cluster, wrap=Sweeps, **settings) as op:
+            sweeps = Sweeps.of(op)
+            await sweeps.one_passes()
             assert await w.admin.get(ROLE_BINDINGS, "old-habit", w.target) is not None, "not enforced yet"
-            await enforce(w)
-            elapsed = await seconds_until_gone(w.admin, ROLE_BINDINGS, "old-habit", w.target)
-            assert elapsed < WITHIN, f"removed after {elapsed:.2f}s"
+            async with sweeps.held():  # the namespace's watch event alone, no sweep
+                await enforce(w)
+                elapsed = await seconds_until_gone(w.admin, ROLE_BINDINGS, "old-habit", w.target)
+                assert elapsed < WITHIN, f"removed after {elapsed:.2f}s"
 
 
 @asynccontextmanager
