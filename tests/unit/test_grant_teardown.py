@@ -7,7 +7,7 @@ before the grant recorded them); a delivery Secret the grant never recorded is d
 after a JSON patch whose `test` proves it is the grant's, by the uid that answer gives, and
 left alone when the test fails. Releasing the finalizer is a test-and-remove at its index;
 when the list moved, one read and the patch again at the new index; a grant gone costs
-nothing more; a same-named replacement must keep its finalizer (it does not yet: xfail).
+nothing more; a same-named replacement keeps its finalizer (the patch tests the uid too).
 """
 
 from __future__ import annotations
@@ -164,11 +164,6 @@ async def test_a_grant_already_gone_is_released_without_a_read() -> None:
     assert [(call.verb, call.error is not None) for call in kube.calls] == [("patch", True)]  # 404
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="release() sends test-and-remove on /metadata/finalizers/N without testing /metadata/uid, "
-    "so a same-named TaskGrant that replaced the one being released loses its finalizer",
-)
 async def test_a_same_named_replacement_keeps_its_finalizer() -> None:
     kube = RecordingKube()
     kube.add(TASK_GRANTS, {**grant([]), "metadata": {**grant([])["metadata"], "uid": "grant-2"}})

@@ -232,6 +232,7 @@ async def test_the_binding_goes_first_and_the_finalizer_last(
     ]
     release = r.kube.writes()[-1].patch
     assert release == [
+        {"op": "test", "path": "/metadata/uid", "value": "grant-1"},
         {"op": "test", "path": "/metadata/finalizers/0", "value": c.FINALIZER},
         {"op": "remove", "path": "/metadata/finalizers/0"},
     ]

@@ -1,4 +1,4 @@
-"""Issue a grant all-or-nothing; tear it down in DESIGN order.
+"""Issue a grant all-or-nothing; tear it down in the revocation order (docs/architecture.md).
 
 Issuance creates the TaskGrant first (so a crash leaves a record to clean up from), then
 the objects that carry the privilege, each labelled with the grant's uid and owned by it.
@@ -317,7 +317,7 @@ class GrantService:
         return self.clock()
 
     async def teardown(self, grant: TaskGrant, *, bindings_cut: bool = False) -> datetime | None:
-        """Delete every object of the grant in DESIGN order; returns when the bindings went.
+        """Delete every object of the grant in the revocation order; returns when the bindings went.
 
         `bindings_cut`: `cut_bindings` already removed them (a second delete would only 404).
         """
@@ -372,7 +372,12 @@ class GrantService:
                 return
             at = finalizers.index(c.FINALIZER)
             path = f"/metadata/finalizers/{at}"
-            ops = [{"op": "test", "path": path, "value": c.FINALIZER}, {"op": "remove", "path": path}]
+            # The uid test keeps a same-named grant that replaced this one from losing its finalizer.
+            ops = [
+                {"op": "test", "path": "/metadata/uid", "value": grant.metadata.uid},
+                {"op": "test", "path": path, "value": c.FINALIZER},
+                {"op": "remove", "path": path},
+            ]
             try:
                 await self.kube.patch(TASK_GRANTS, grant.name, ops, grant.namespace)
                 return
