@@ -42,6 +42,7 @@ from zsp_operator.kube.resources import (
     TASK_GRANTS,
     Resource,
 )
+from zsp_operator.observe.metrics import Metrics
 from zsp_operator.process.runner import run_operator
 from zsp_operator.settings import Settings
 
@@ -171,8 +172,8 @@ class Sweeps(Kube):
     """The operator's client (`running_operator(..., wrap=Sweeps)`), telling a story when sweeps run.
 
     Every full sweep opens with its one listing of all ClusterRoleBindings (engine/sweeper.py
-    lists the bindings before anything else), so a sweep opening is also the end of the one
-    before it. `held()` keeps sweeps from running, so that only watch events act.
+    lists the bindings before anything else) and ends by counting itself in
+    `zsp_sweeps_total`. `held()` keeps sweeps from running, so that only watch events act.
     """
 
     def __init__(self, inner: Kube) -> None:
@@ -181,11 +182,24 @@ class Sweeps(Kube):
         self.waiting = False  # a sweep is held at its opening
         self._open = asyncio.Event()
         self._open.set()
+        self._metrics: Metrics | None = None
+        self._done_at_opening: dict[int, float] = {}  # sweep number -> sweeps completed when it opened
 
     @classmethod
     def of(cls, op: Operator) -> Sweeps:
         assert isinstance(op.kube, cls), "start the operator with wrap=Sweeps"
+        op.kube._metrics = op.controller.observer.metrics
         return op.kube
+
+    def completed(self) -> float:
+        """Full sweeps the operator counted as done (`zsp_sweeps_total`, every mode)."""
+        assert self._metrics is not None, "get the wrapper with Sweeps.of(op)"
+        return sum(
+            sample.value
+            for metric in self._metrics.sweeps.collect()
+            for sample in metric.samples
+            if sample.name == "zsp_sweeps_total"
+        )
 
     async def list(
         self,
@@ -197,6 +211,8 @@ class Sweeps(Kube):
     ) -> builtins.list[dict[str, Any]]:
         if res is CLUSTER_ROLE_BINDINGS and label_selector is None and field_selector is None:
             self.begun += 1
+            if self._metrics is not None:
+                self._done_at_opening[self.begun] = self.completed()
             if not self._open.is_set():
                 self.waiting = True
                 try:
@@ -208,11 +224,18 @@ class Sweeps(Kube):
         )
 
     async def one_passes(self, within: float = 10) -> None:
-        """Return once a whole sweep ran after the call: the one under way, if any, ended, and
-        the next one opened and ended too (the one after it opened)."""
-        wanted = self.begun + 2
+        """Return once a whole sweep ran after the call: sweeps run one after another, so once
+        the operator counts the first one opened after the call as done, that one ran whole."""
+        wanted = self.begun + 1
+
+        def done() -> bool:
+            # The first completion counted after sweep `wanted` opened is its own (or, had it
+            # failed, a later one's): a whole sweep either way.
+            before = self._done_at_opening.get(wanted)
+            return before is not None and self.completed() > before
+
         try:
-            await eventually(lambda: self.begun >= wanted, within=within)
+            await eventually(done, within=within)
         except AssertionError:
             raise AssertionError(f"no whole sweep ran within {within}s (is resync short?)") from None
 

@@ -127,7 +127,7 @@ async def test_an_unrecorded_delivery_secret_is_deleted_only_once_proven_the_gra
 def finalizer_ops(at: int) -> list[dict[str, Any]]:
     path = f"/metadata/finalizers/{at}"
     return [
-        {"op": "test", "path": "/metadata/uid", "value": "grant-1"},
+        {"op": "test", "path": "/metadata/uid", "value": GRANT_UID},
         {"op": "test", "path": path, "value": c.FINALIZER},
         {"op": "remove", "path": path},
     ]

@@ -42,6 +42,7 @@ from zsp_operator.core.standing_report import index_grants, index_roles
 from zsp_operator.engine.cache import ObjectCache, key_of
 from zsp_operator.engine.view import ClusterView
 from zsp_operator.kube import Conflict, Kube, KubeError
+from zsp_operator.kube.retry import pause
 from zsp_operator.kube.resources import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
@@ -129,15 +130,19 @@ class Sweeper:
 
     async def _sweep_forever(self, *, first: bool) -> None:
         interval = max(self.settings.resync.total_seconds(), 1.0)
+        failures = 0
         while True:
             if not first:
-                await asyncio.sleep(interval)
+                # After a failure, sooner than the next resync: the one retry policy, capped by it.
+                await (pause(failures - 1, cap=interval) if failures else asyncio.sleep(interval))
             first = False
             try:
                 await self.sweep_all()
+                failures = 0
             except KubeError as err:
                 self.observer.error("sweep")
-                log.error("standing-privilege sweep failed, next try in %ss: %s", interval, err)
+                failures += 1
+                log.error("standing-privilege sweep failed (attempt %d), retrying: %s", failures, err)
 
     async def sweep_all(self) -> None:
         """Classify every binding from one fresh listing of everything."""
@@ -173,6 +178,7 @@ class Sweeper:
             await self._guarded(self._act_or_confirm(binding, classify(binding, ctx)))
         for uid in set(self._reported) - seen:
             del self._reported[uid]
+        self.observer.swept(self.mode)
 
     # -- watch events -----------------------------------------------------------------------
 
@@ -222,7 +228,9 @@ class Sweeper:
             except ValueError:
                 return
         meta = body.get("metadata") or {}
-        await self._guarded(self._check_bindings(meta.get("namespace") or "", grant_uid=meta.get("uid") or ""))
+        await self._guarded(
+            self._check_bindings(meta.get("namespace") or "", grant_uid=meta.get("uid") or "")
+        )
 
     async def _guarded(self, work: Awaitable[None]) -> None:
         """Run one reaction; API trouble is logged and left to the next resync."""

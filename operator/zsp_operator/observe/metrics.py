@@ -66,6 +66,9 @@ class Metrics:
             ["mode"],
             registry=r,
         )
+        self.sweeps = Counter(
+            "zsp_sweeps", "Full standing-privilege sweeps completed, by mode", ["mode"], registry=r
+        )
         self.persistence_grants = Counter(
             "zsp_persistence_capable_grants",
             "Grants issued with persistence-capable rules",

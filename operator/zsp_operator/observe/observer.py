@@ -334,6 +334,10 @@ class Observer:
 
     # -- standing privilege (the sweeper) --------------------------------------------------
 
+    def swept(self, mode: str) -> None:
+        """A full sweep judged every binding (the start sweep and each resync)."""
+        self.metrics.sweeps.labels(mode).inc()
+
     async def standing_binding_found(self, binding: Binding, verdict: Verdict, mode: str) -> None:
         """A binding without a live grant, reported and left in place (audit mode)."""
         self.metrics.standing_found.labels(mode).inc()
