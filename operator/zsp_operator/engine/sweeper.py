@@ -42,7 +42,6 @@ from zsp_operator.core.standing_report import index_grants, index_roles
 from zsp_operator.engine.cache import ObjectCache, key_of
 from zsp_operator.engine.view import ClusterView
 from zsp_operator.kube import Conflict, Kube, KubeError
-from zsp_operator.kube.retry import pause
 from zsp_operator.kube.resources import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
@@ -52,6 +51,7 @@ from zsp_operator.kube.resources import (
     TASK_GRANTS,
     Resource,
 )
+from zsp_operator.kube.retry import pause
 from zsp_operator.observe.observer import Observer
 from zsp_operator.settings import Settings
 
