@@ -94,6 +94,24 @@ class Settings(BaseSettings):
     audit_file: str | None = Field(
         default=None, description="also append audit records to this file", json_schema_extra={"metavar": "FILE"}
     )
+    notify_config: str | None = Field(
+        default=None,
+        description="notification routes file (YAML: targets with their Apprise or webhook URLs, routes "
+        "by event, the breakGlass targets); mount it from a Secret: URLs never sit in a CR "
+        "(docs/notifications.md)",
+        json_schema_extra={"metavar": "FILE"},
+    )
+    notify_attempts: int = Field(
+        default=8, ge=1, le=50, description="tries per notification before it is counted as failed"
+    )
+    notify_queue: int = Field(
+        default=1000,
+        ge=1,
+        description="notifications each target may hold while it is slow or down; more are dropped and counted",
+    )
+    notify_timeout: Duration = Field(
+        default=timedelta(seconds=10), description="longest one delivery attempt may take"
+    )
     webhook_cert_dir: str | None = Field(
         default=None,
         description="directory with tls.crt and tls.key for the webhook server (in a cluster)",

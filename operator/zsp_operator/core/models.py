@@ -245,6 +245,33 @@ class Limits(Model):
     exclusive_environments: bool = False
 
 
+# The transitions a policy's `notify` routes may name (docs/notifications.md).
+NOTIFY_EVENTS = (
+    "approvalNeeded",
+    "approved",
+    "denied",
+    "timedOut",
+    "issued",
+    "ended",
+    "breakGlass",
+    "persistenceGranted",
+    "issueFailed",
+)
+
+
+def _known_event(value: str) -> str:
+    if value not in NOTIFY_EVENTS:
+        raise ValueError(f"{value!r} is not a notification event; use one of {', '.join(NOTIFY_EVENTS)}")
+    return value
+
+
+class NotifyRoute(Model):
+    """Who hears about which transitions: targets named in the operator's notification file."""
+
+    events: list[Annotated[str, BeforeValidator(_known_event)]] = Field(min_length=1)
+    targets: list[NonEmpty] = Field(min_length=1)
+
+
 class AccessPolicySpec(Model):
     model_config = ConfigDict(
         json_schema_extra=_api_server_checks(
@@ -270,6 +297,7 @@ class AccessPolicySpec(Model):
     limits: Limits = Field(default_factory=Limits)
     allow_persistence: bool = False
     break_glass: bool = False
+    notify: list[NotifyRoute] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> AccessPolicySpec:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import IO
 
+from zsp_operator.core.models import NotifyRoute
 from zsp_operator.engine import startup
 from zsp_operator.engine.cache import ObjectCache, RequestCache
 from zsp_operator.engine.clock import Clock, utcnow
@@ -24,6 +25,7 @@ from zsp_operator.engine.view import ClusterView
 from zsp_operator.kube import Kube
 from zsp_operator.observe.auditlog import AuditLog
 from zsp_operator.observe.metrics import Metrics
+from zsp_operator.observe.notify import Notifier, load_config
 from zsp_operator.observe.observer import Observer
 from zsp_operator.settings import Settings
 
@@ -45,6 +47,7 @@ class Controller:
         self.identity: str | None = None  # our own username, from the API server, at start
         # What the watches last said: the view decides from it, the caches replace reads.
         self.view = ClusterView()
+        observer.notify_routes = self._notify_routes
         self.cache = ObjectCache()
         self.request_cache = RequestCache()
         self.grants = grants or GrantService(kube, settings, clock, self.cache)
@@ -72,6 +75,10 @@ class Controller:
             kube, observer, settings, self.view, self.revoker.revoke_soon, cache=self.cache
         )
 
+    def _notify_routes(self, policy: str) -> list[NotifyRoute]:
+        found = self.view.policies.get(policy)
+        return found.spec.notify if found is not None else []
+
     @classmethod
     def build(
         cls,
@@ -82,9 +89,20 @@ class Controller:
         audit_stream: IO[str] | None = None,
         metrics: Metrics | None = None,
     ) -> Controller:
-        """The engine with its observer: audit lines to `audit_stream` (stdout) and the settings' file."""
+        """The engine with its observer: audit lines to `audit_stream` (stdout) and the settings' file,
+        notifications as the routes file (`notify_config`) says."""
+        metrics = metrics or Metrics()
+        notifier = None
+        if settings.notify_config:
+            notifier = Notifier(
+                load_config(settings.notify_config),
+                metrics,
+                attempts=settings.notify_attempts,
+                queue=settings.notify_queue,
+                timeout=settings.notify_timeout.total_seconds(),
+            )
         observer = Observer(
-            kube, AuditLog(clock, audit_stream, settings.audit_file), metrics or Metrics(), clock
+            kube, AuditLog(clock, audit_stream, settings.audit_file), metrics, clock, notifier
         )
         return cls(kube, settings, observer, clock=clock)
 

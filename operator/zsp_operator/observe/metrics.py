@@ -11,7 +11,10 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # The only label names any family may use; tests/unit/test_observe.py holds every family to it.
-BOUNDED_LABELS: Final = frozenset({"decision", "policy", "mode", "reason", "step", "kind", "counted"})
+# `target` names a target of the notification routes file and `event` a notification event: both bounded.
+BOUNDED_LABELS: Final = frozenset(
+    {"decision", "policy", "mode", "reason", "step", "kind", "counted", "target", "event"}
+)
 
 # Seconds from request creation to live grant, and behind expiresAt at revocation.
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -80,6 +83,27 @@ class Metrics:
         )
         self.reconcile_errors = Counter(
             "zsp_reconcile_errors", "Errors while reconciling, by kind of work", ["kind"], registry=r
+        )
+        self.notifications_sent = Counter(
+            "zsp_notifications_sent",
+            "Notifications delivered, by target (of the routes file) and event",
+            ["target", "event"],
+            registry=r,
+        )
+        self.notification_retries = Counter(
+            "zsp_notification_retries",
+            "Notification deliveries retried after a failure, by target",
+            ["target"],
+            registry=r,
+        )
+        self.notification_failures = Counter(
+            "zsp_notification_failures",
+            "Notifications not delivered, by target and reason (gave-up: every attempt failed; queue-full: dropped)",
+            ["target", "reason"],
+            registry=r,
+        )
+        self.notification_queue = Gauge(
+            "zsp_notification_queue", "Notifications waiting for delivery, by target", ["target"], registry=r
         )
         # uid -> (policy, mode) of every grant counted in active_grants; keyed so that a grant
         # reported twice, or ended without having been counted (before a restart), never skews it.

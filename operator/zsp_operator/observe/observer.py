@@ -2,16 +2,20 @@
 
 Every transition goes through one `Observer` method, so the three channels never drift:
 the audit line is the record (docs/audit.md), the Event is for `kubectl describe`, the
-metric for alerts (docs/metrics.md). Break-glass makes every Event a Warning.
+metric for alerts (docs/metrics.md). Break-glass makes every Event a Warning. With a
+notification routes file, the same call queues the notifications its routes ask for
+(`observe/notify.py`, docs/notifications.md) without waiting for their delivery.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from zsp_operator.core import constants as c
+from zsp_operator.core import notify as n
 from zsp_operator.core.approvals import Tally
 from zsp_operator.core.bindings import Binding, Verdict
 from zsp_operator.core.durations import format_duration
@@ -21,6 +25,7 @@ from zsp_operator.core.models import (
     AccessRequestStatus,
     ApprovalRecord,
     CreatedObject,
+    NotifyRoute,
     Phase,
     TaskGrant,
     format_time,
@@ -33,6 +38,7 @@ from zsp_operator.observe import records
 from zsp_operator.observe.auditlog import AuditLog
 from zsp_operator.observe.events import EventQueue, EventType, event_body
 from zsp_operator.observe.metrics import Metrics
+from zsp_operator.observe.notify import Notifier
 
 __all__ = ["AuditLog", "Metrics", "Observer", "involved"]
 
@@ -68,15 +74,106 @@ def _who(request: AccessRequest) -> str:
     return f"{identity.namespace}/{identity.name}" if identity else "an ephemeral ServiceAccount"
 
 
+def _approvers(request: AccessRequest, tally: Tally | None) -> tuple[str, ...]:
+    if tally is not None:
+        return tally.counted
+    return tuple(dict.fromkeys(a.username for a in request.status.approvals if a.decision == "approve"))
+
+
+def _about_request(
+    request: AccessRequest,
+    decision: Decision | None = None,
+    *,
+    tally: Tally | None = None,
+    outcome: str | None = None,
+) -> n.Subject:
+    """What a notification says about a request: its spec, what status knows, the decision."""
+    spec, status = request.spec, request.status
+    needed = len(tally.counted) + tally.missing if tally is not None else 0
+    if decision is not None:
+        needed = needed or decision.approvals_required
+        rules = tuple(decision.rules)
+    else:
+        rules = tuple(spec.rules or status.permission_rules or ())
+    return n.Subject(
+        name=request.name,
+        namespace=request.namespace,
+        uid=request.metadata.uid,
+        policy=(decision.policy if decision is not None else status.policy) or None,
+        requester=status.requester,
+        grantee=status.identity or spec.grantee.service_account,
+        ephemeral=spec.grantee.ephemeral is not None,
+        permission=(decision.permission if decision is not None else None) or spec.permission,
+        rules=rules,
+        cluster_role=decision.cluster_role if decision is not None else None,
+        ttl=(decision.ttl if decision is not None else None) or spec.ttl,
+        reason=spec.reason,
+        approvals=_approvers(request, tally),
+        approvals_needed=needed,
+        expires_at=format_time(status.expires_at) if status.expires_at else None,
+        break_glass=bool(decision.break_glass if decision is not None else status.break_glass),
+        persistence_capable=bool(
+            decision.persistence_capable if decision is not None else status.persistence_capable
+        ),
+        outcome=outcome,
+    )
+
+
+def _about_grant(grant: TaskGrant, status: AccessRequestStatus | None, outcome: str | None) -> n.Subject:
+    """What a notification says about a grant: its own spec, which the teardown trusted."""
+    spec = grant.spec
+    approvals = tuple(
+        dict.fromkeys(a.username for a in (status.approvals if status else []) if a.decision == "approve")
+    )
+    return n.Subject(
+        name=spec.request.name,
+        namespace=grant.namespace,
+        uid=spec.request.uid,
+        policy=spec.policy,
+        requester=spec.requester,
+        grantee=spec.identity,
+        ephemeral=spec.mode == "ephemeral",
+        permission=spec.permission,
+        rules=tuple(spec.rules),
+        cluster_role=spec.cluster_role,
+        approvals=approvals,
+        expires_at=format_time(spec.expires_at),
+        break_glass=spec.break_glass,
+        persistence_capable=spec.persistence_capable,
+        outcome=outcome,
+    )
+
+
 class Observer:
     def __init__(
-        self, kube: Kube | None, audit: AuditLog, metrics: Metrics, clock: Callable[[], datetime]
+        self,
+        kube: Kube | None,
+        audit: AuditLog,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+        notifier: Notifier | None = None,
     ) -> None:
         self.kube = kube
         self.audit = audit
         self.metrics = metrics
         self._clock = clock
         self.events = EventQueue(kube) if kube is not None else None
+        self.notifier = notifier
+        # A policy's `spec.notify` routes by its name; the engine points this at its view.
+        self.notify_routes: Callable[[str], Sequence[NotifyRoute]] = lambda _name: ()
+        if notifier is not None:
+            notifier.warn = self._notification_failed
+
+    def _notify(self, event: str, about: n.Subject) -> None:
+        """Queue the notifications of one transition; delivery never holds the lifecycle up."""
+        if self.notifier is not None:
+            routes = self.notify_routes(about.policy) if about.policy else ()
+            self.notifier.notify(event, about, routes)
+
+    async def _notification_failed(self, msg: n.Message, reason: str, text: str) -> None:
+        ref = msg.data.get("request") or {}
+        target = involved(c.KIND_REQUEST, ref.get("name", ""), ref.get("namespace"), ref.get("uid", ""))
+        await self._event(target, "Warning", reason, text)
 
     async def _event(self, obj: dict[str, Any], type_: EventType, reason: str, message: str) -> None:
         """Queue the Event: it is posted off the lifecycle's path (Events are not the record)."""
@@ -84,6 +181,8 @@ class Observer:
             self.events.put(event_body(obj, type_, reason, message, self._clock()))
 
     async def close(self) -> None:
+        if self.notifier is not None:
+            await self.notifier.close()
         if self.events is not None:
             await self.events.close()
 
@@ -152,10 +251,18 @@ class Observer:
         )
         if outcome == "denied":
             reason, message = r.REQUEST_DENIED, decision.reason
+            # Only a policy the request named hears of its denial: a closest miss is not its business.
+            named = (
+                decision
+                if request.spec.policy == decision.policy
+                else dataclasses.replace(decision, policy=None)
+            )
+            self._notify(n.DENIED, _about_request(request, named, outcome=decision.reason))
         elif outcome == "pending":
             needed = decision.approvals_required
             reason = r.APPROVAL_REQUIRED
             message = f"policy {decision.policy} requires {needed} approval(s): {decision.reason}"
+            self._notify(n.APPROVAL_NEEDED, _about_request(request, decision))
         else:
             reason, message = r.REQUEST_ALLOWED, f"allowed by policy {decision.policy}: {decision.reason}"
         await self._tell(
@@ -201,6 +308,15 @@ class Observer:
             approvalsMissing=tally.missing if tally is not None and not denial else None,
             final=True if denial and counted else None,
         )
+        if denial and counted:
+            self._notify(
+                n.DENIED, _about_request(request, tally=tally, outcome=f"denied by {record.username}")
+            )
+        elif tally is not None and tally.approved:
+            self._notify(
+                n.APPROVED,
+                _about_request(request, tally=tally, outcome=f"approved by {', '.join(tally.counted)}"),
+            )
         verb = "denied" if denial else "approved"
         message = f"AccessRequest {request.namespace}/{request.name} {verb} by {record.username}"
         if record.comment:
@@ -226,6 +342,7 @@ class Observer:
             message=message,
             final=True,
         )
+        self._notify(n.TIMED_OUT, _about_request(request, outcome=message))
         await self._tell(
             [_request_target(request)],
             r.APPROVAL_TIMED_OUT,
@@ -263,6 +380,13 @@ class Observer:
             issuedAt=format_time(grant.status.issued_at) if grant.status.issued_at else None,
             latencySeconds=round(latency, 6) if latency is not None else None,
         )
+        about = _about_grant(grant, request.status, None)
+        about = dataclasses.replace(about, reason=request.spec.reason, ttl=request.spec.ttl)
+        self._notify(n.ISSUED, about)
+        if spec.break_glass:
+            self._notify(n.BREAK_GLASS, about)
+        if spec.persistence_capable:
+            self._notify(n.PERSISTENCE_GRANTED, about)
         who = f"{spec.identity.namespace}/{spec.identity.name}" if spec.identity else "?"
         message = (
             f"TaskGrant {grant.name} live: {spec.permission or spec.cluster_role or 'rules'} for {who} "
@@ -303,6 +427,7 @@ class Observer:
             lagSeconds=round(lag, 6) if lag is not None else None,
             tokenCredentialId=token_credential_id or grant.status.token_credential_id,
         )
+        self._notify(n.ENDED, _about_grant(grant, request_status, f"{reason}: {message}"))
         text = f"TaskGrant {grant.name} revoked ({reason}): {message}"
         if lag is not None:
             text += f"; binding removed {lag:.3f}s after expiresAt"
@@ -314,6 +439,7 @@ class Observer:
         """Issuance failed at `step` and was rolled back (audit `failed`, Event GrantFailed)."""
         self.metrics.issue_failures.labels(step).inc()
         self.audit.write(a.FAILED, **records.of_request(request, Phase.FAILED), step=step, message=message)
+        self._notify(n.ISSUE_FAILED, _about_request(request, outcome=f"failed at {step}: {message}"))
         await self._tell(
             [_request_target(request)],
             r.GRANT_FAILED,
