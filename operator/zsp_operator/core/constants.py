@@ -70,6 +70,8 @@ EVENT_GRANT_ISSUED: Final = "GrantIssued"
 EVENT_GRANT_REVOKED: Final = "GrantRevoked"
 EVENT_GRANT_FAILED: Final = "GrantFailed"
 EVENT_EDIT_IGNORED: Final = "EditIgnored"
+# A live grant revoked because a condition of its policy stopped holding (the Warning Event's reason).
+EVENT_CONDITION_NO_LONGER_HOLDS: Final = "ConditionNoLongerHolds"
 EVENT_BREAK_GLASS: Final = "BreakGlass"
 EVENT_STANDING_BINDING: Final = "StandingBindingFound"
 EVENT_STANDING_BINDING_REMOVED: Final = "StandingBindingRemoved"

@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from zsp_operator.core.conditions import ConditionError, compile_condition
 from zsp_operator.core.durations import DURATION_PATTERN, format_duration, parse_duration
 
 
@@ -245,6 +246,25 @@ class Limits(Model):
     exclusive_environments: bool = False
 
 
+
+class PolicyCondition(Model):
+    """A CEL expression that must be true for the policy to allow, and stay true while a grant lives."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    expression: str = Field(min_length=1, max_length=4096)
+    message: str | None = Field(default=None, max_length=1024)
+
+    @model_validator(mode="after")
+    def _compiles(self) -> PolicyCondition:
+        try:
+            compile_condition(self.expression)
+        except ConditionError as err:
+            raise ValueError(
+                f"condition {self.name!r}: expression {err}: fix the expression (docs/conditions.md lists "
+                "the variables and their types)"
+            ) from None
+        return self
+
 # The transitions a policy's `notify` routes may name (docs/notifications.md).
 NOTIFY_EVENTS = (
     "approvalNeeded",
@@ -297,6 +317,11 @@ class AccessPolicySpec(Model):
     limits: Limits = Field(default_factory=Limits)
     allow_persistence: bool = False
     break_glass: bool = False
+    # All must hold for the policy to allow; keyed by name, like permissions.
+    conditions: list[PolicyCondition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
     notify: list[NotifyRoute] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -12,7 +12,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 from types import MappingProxyType
+from typing import Any
 
+from zsp_operator.core import conditions
 from zsp_operator.core.constants import LABEL_ENVIRONMENT
 from zsp_operator.core.durations import format_duration
 from zsp_operator.core.grantindex import GrantIndex
@@ -60,6 +62,8 @@ class Decision:
     break_glass: bool = False
     approvals_required: int = 0
     mismatches: tuple[str, ...] = ()
+    # For a denial whose closest policy failed a condition: that condition.
+    unmet: conditions.Unmet | None = None
 
     @property
     def persistence_capable(self) -> bool:
@@ -133,6 +137,14 @@ def _plural(count: int, noun: str) -> str:
 # --- Evaluation of one policy ---------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ConditionObjects:
+    """Objects conditions may read that the request only names: its grantee and its task."""
+
+    grantee: Mapping[str, Any] | None = None
+    task: Mapping[str, Any] | None = None
+
+
 @dataclass
 class _Inputs:
     """What every check reads; built once per decision."""
@@ -143,6 +155,7 @@ class _Inputs:
     namespace_labels: Mapping[str, Mapping[str, str]]
     catalog: Mapping[str, Sequence[PolicyRule]]
     break_glass_max_ttl: timedelta
+    objects: ConditionObjects = field(default_factory=ConditionObjects)
 
     def labels_of(self, namespace: str) -> Mapping[str, str]:
         return self.namespace_labels.get(namespace, {})
@@ -168,6 +181,45 @@ class _Inputs:
     def issued_under(self, policy: str) -> int:
         return self.grants.count_by_policy(policy, self.now, self.request.metadata.uid)
 
+    @cached_property
+    def _condition_data(self) -> dict[str, Any]:
+        """The request as conditions see it, converted once per decision (only if a policy has any)."""
+        request = self.request
+        wire = request.model_dump(mode="json", by_alias=True, exclude_none=True)
+        requester = request.status.requester
+        account = request.spec.grantee.service_account
+        grantee = self.objects.grantee
+        if grantee is None:
+            grantee = (
+                {"metadata": {"name": account.name, "namespace": account.namespace}}
+                if account is not None
+                else {"ephemeral": True}
+            )
+        return {
+            "request": {"metadata": wire.get("metadata", {}), "spec": wire.get("spec", {})},
+            "requester": requester.model_dump(mode="json", exclude_none=True) if requester else {},
+            "namespace": {
+                "metadata": {"name": request.namespace, "labels": dict(self.labels_of(request.namespace))}
+            },
+            "grantee": grantee,
+        }
+
+    def condition_inputs(self, policy: str) -> conditions.Inputs:
+        data = self._condition_data
+        return conditions.Inputs(
+            request=data["request"],
+            requester=data["requester"],
+            namespace=data["namespace"],
+            grantee=data["grantee"],
+            task=self.objects.task,
+            now=self.now,
+            active_grants={
+                "grantee": len(self.held_by_grantee),
+                "requester": self.filed_by_requester,
+                "policy": self.issued_under(policy),
+            },
+        )
+
 
 @dataclass
 class _Evaluation:
@@ -182,6 +234,7 @@ class _Evaluation:
     rules: tuple[PolicyRule, ...] = ()
     cluster_role: str | None = None
     persistence: list[str] = field(default_factory=list)
+    unmet: conditions.Unmet | None = None
     checked: int = 0  # how many of _CHECKS have run
 
     @property
@@ -514,6 +567,19 @@ def _check_approval(inputs: _Inputs, ev: _Evaluation) -> None:
     _check_approvers(ev)
 
 
+def _check_conditions(inputs: _Inputs, ev: _Evaluation) -> None:
+    listed = ev.policy.spec.conditions
+    if not listed:
+        return
+    unmet = conditions.first_unmet(listed, inputs.condition_inputs(ev.name))
+    if unmet is not None:
+        ev.unmet = unmet
+        ev.miss(
+            f'condition "{unmet.name}" (spec.conditions[{unmet.index}] of policy "{ev.name}") does not hold: '
+            f"{unmet.message}"
+        )
+
+
 # In this order, which is the order a denial lists its reasons in.
 _CHECKS: tuple[Callable[[_Inputs, _Evaluation], None], ...] = (
     _check_requester,
@@ -524,6 +590,7 @@ _CHECKS: tuple[Callable[[_Inputs, _Evaluation], None], ...] = (
     _check_limits,
     _check_environments,
     _check_approval,
+    _check_conditions,  # last: the costliest, and only worth it for a policy that otherwise fits
 )
 
 
@@ -605,6 +672,7 @@ def _denied(reason: str, mismatches: Sequence[str], closest: _Evaluation | None 
         cluster_role=closest.cluster_role,
         persistence=tuple(closest.persistence),
         mismatches=tuple(mismatches),
+        unmet=closest.unmet,
     )
 
 
@@ -617,6 +685,7 @@ def decide(
     *,
     catalog: Mapping[str, Sequence[PolicyRule]] = _NO_CATALOG,
     break_glass_max_ttl: timedelta = timedelta(hours=1),
+    objects: ConditionObjects | None = None,
 ) -> Decision:
     """Decide a request: allowed, pending approval, or denied with the closest policy's misses.
 
@@ -626,6 +695,8 @@ def decide(
         namespace_labels: labels of the request's namespace and of every live grant's namespace.
         catalog: the ClusterRoles the operator trusts, by name; other ClusterRoles never match.
         break_glass_max_ttl: the longest grant a break-glass policy may give, whatever its maxTTL.
+        objects: the grantee ServiceAccount and the task object, for conditions that read them
+            (without them, conditions see the grantee's name only and no task).
     """
     named = request.spec.policy
     candidates = sorted(policies, key=lambda p: p.name)
@@ -652,6 +723,7 @@ def decide(
         namespace_labels=namespace_labels,
         catalog=catalog,
         break_glass_max_ttl=break_glass_max_ttl,
+        objects=objects or ConditionObjects(),
     )
     # A policy that fails one check cannot match: when one matches, the others' remaining
     # checks would change nothing. Only a denial needs every policy checked in full.
@@ -673,3 +745,36 @@ def decide(
     else:
         reason = f'no policy allows this request; closest is "{closest.name}": {misses}'
     return _denied(reason, mismatches, closest)
+
+
+def next_condition_change(
+    request: AccessRequest,
+    policy: AccessPolicy,
+    grants: GrantIndex,
+    namespace_labels: Mapping[str, Mapping[str, str]],
+    now: datetime,
+    until: datetime,
+    *,
+    objects: ConditionObjects | None = None,
+) -> datetime | None:
+    """When a live grant's conditions could next stop holding with time alone (None: not before `until`).
+
+    The same inputs as `decide`, so the moment found is the one a re-decision would deny at.
+    """
+    if not policy.spec.conditions:
+        return None
+    inputs = _Inputs(
+        request=request,
+        grants=grants,
+        now=now,
+        namespace_labels=namespace_labels,
+        catalog=_NO_CATALOG,
+        break_glass_max_ttl=timedelta(0),
+        objects=objects or ConditionObjects(),
+    )
+    return conditions.next_change(policy.spec.conditions, inputs.condition_inputs(policy.name), until)
+
+
+def reads(policy: AccessPolicy, variable: str) -> bool:
+    """Whether any of the policy's conditions reads `variable` (`grantee`, `task`, `now`...)."""
+    return any(conditions.references(c.expression, variable) for c in policy.spec.conditions)

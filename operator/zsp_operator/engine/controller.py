@@ -56,7 +56,7 @@ class Controller:
             self.grants, self.status, observer, self.view, clock, concurrency=settings.revoke_concurrency
         )
         self.expiry = self.revoker.expiry
-        decider = Decider(self.view, self.cache, settings, clock)
+        decider = Decider(kube, self.view, self.cache, settings, clock)
         self.requests = RequestReconciler(
             kube,
             observer,
@@ -69,7 +69,7 @@ class Controller:
             self.revoker,
         )
         self.grant_tracker = GrantTracker(
-            kube, self.view, self.request_cache, decider, self.revoker, settings.namespaces
+            kube, self.view, self.request_cache, decider, self.revoker, observer, clock, settings.namespaces
         )
         self.sweeper = Sweeper(
             kube, observer, settings, self.view, self.revoker.revoke_soon, cache=self.cache
@@ -114,7 +114,7 @@ class Controller:
 
     async def stop(self) -> None:
         await self.sweeper.stop()
-        await self.grant_tracker.tasks.stop()
+        await self.grant_tracker.stop()
         await self.requests.stop()
         await self.revoker.stop()
         await self.observer.close()

@@ -2,26 +2,35 @@
 
 Every TaskGrant watch event lands here: a live grant is tracked (armed for expiry, its task
 followed), one marked for deletion is finished. Policy and namespace changes re-decide the
-grants they concern against the policy that issued them; a grantee deleted, a task ended
-or a decision that no longer allows ends the grant.
+grants they concern against the policy that issued them; so do changes of the grantee
+ServiceAccount or the task object when the policy's conditions read them, and the moment a
+condition that reads the clock would next stop holding. A grantee deleted, a task ended or
+a decision that no longer allows ends the grant.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from zsp_operator.core import constants as c
 from zsp_operator.core.annotations import requester_of
 from zsp_operator.core.models import AccessRequest, TaskGrant
-from zsp_operator.core.policy import Outcome
+from zsp_operator.core.policy import ConditionObjects, Decision, Outcome, reads
 from zsp_operator.engine.cache import RequestCache
+from zsp_operator.engine.clock import Clock
 from zsp_operator.engine.deciding import Decider
 from zsp_operator.engine.revoker import Revoker
+from zsp_operator.engine.scheduler import DeadlineScheduler
 from zsp_operator.engine.taskfollow import TaskFollower
 from zsp_operator.engine.view import ClusterView
 from zsp_operator.kube import Kube
 from zsp_operator.kube.resources import ACCESS_REQUESTS
+from zsp_operator.observe.observer import Observer, involved
+
+log = logging.getLogger(__name__)
 
 
 class GrantTracker:
@@ -32,6 +41,8 @@ class GrantTracker:
         requests: RequestCache,
         decider: Decider,
         revoker: Revoker,
+        observer: Observer,
+        clock: Clock,
         namespaces: tuple[str, ...] | list[str],
     ) -> None:
         self.kube = kube
@@ -39,9 +50,21 @@ class GrantTracker:
         self.requests = requests
         self.decider = decider
         self.revoker = revoker
+        self.observer = observer
         self.expiry = revoker.expiry
         # One shared watch per kind of task object, not one per grant.
-        self.tasks = TaskFollower(kube, self.task_ended, namespaces)
+        self.tasks = TaskFollower(kube, self.task_ended, namespaces, on_change=self.task_changed)
+        # When a condition that reads the clock could next stop holding, per grant.
+        self.condition_checks = DeadlineScheduler(self._condition_due, clock)
+        self._arming: set[str] = set()
+
+    def start(self) -> None:
+        self.tasks.start()
+        self.condition_checks.start()
+
+    async def stop(self) -> None:
+        await self.tasks.stop()
+        await self.condition_checks.stop()
 
     # -- TaskGrant watch events ------------------------------------------------------------------
 
@@ -51,6 +74,7 @@ class GrantTracker:
         uid = meta.get("uid", "")
         if event_type == "DELETED" or meta.get("deletionTimestamp"):
             self.tasks.unfollow(uid)
+            self.condition_checks.disarm(uid)
         if event_type == "DELETED":
             # Normally our revocation released it; if someone stripped the finalizer, finish
             # it now so nothing it made outlives it.
@@ -73,6 +97,35 @@ class GrantTracker:
         if grant is not None and not self.revoker.in_progress(uid):
             self.expiry.arm(uid, grant.spec.expires_at)
             self.tasks.follow(grant)
+            self.arm_condition_check(grant)
+
+    def arm_condition_check(self, grant: TaskGrant) -> None:
+        """Once per grant whose policy reads the clock: find when its conditions could stop holding."""
+        uid = grant.metadata.uid
+        policy = self.view.policies.get(grant.spec.policy)
+        if policy is None or not reads(policy, "now") or uid in self._arming:
+            return
+        if self.condition_checks.deadline(uid) is not None:
+            return
+        self._arming.add(uid)
+        task = asyncio.create_task(self._arm(grant), name=f"zsp-condition-timer-{uid}")
+        task.add_done_callback(lambda _t: self._arming.discard(uid))
+
+    async def _arm(self, grant: TaskGrant) -> None:
+        policy = self.view.policies.get(grant.spec.policy)
+        request = await self._request_of(grant)
+        if policy is None or request is None:
+            return
+        try:
+            at = await self.decider.next_condition_change(request, policy, grant.spec.expires_at)
+        except Exception:  # a condition the runtime chokes on: the next re-decision says so
+            log.exception("could not tell when the conditions of grant %s change", grant.name)
+            return
+        if at is not None and grant.metadata.uid in self.view.grants:
+            self.condition_checks.arm(grant.metadata.uid, at)
+
+    async def _condition_due(self, grant_uid: str) -> None:
+        await self.recheck(lambda g: g.metadata.uid == grant_uid)
 
     def _finish(self, body: dict[str, Any]) -> None:
         """A grant marked for deletion (or deleted) that no revocation of ours is ending."""
@@ -84,8 +137,13 @@ class GrantTracker:
 
     # -- drift -------------------------------------------------------------------------------
 
-    async def recheck(self, predicate: Callable[[TaskGrant], bool]) -> None:
-        """Re-decide live grants against the policy that issued them; revoke what it no longer allows."""
+    async def recheck(
+        self, predicate: Callable[[TaskGrant], bool], objects: ConditionObjects | None = None
+    ) -> None:
+        """Re-decide live grants against the policy that issued them; revoke what it no longer allows.
+
+        `objects`: the grantee or task object a watch event just delivered.
+        """
         for grant in self.view.grants_where(predicate):
             policy = self.view.policies.get(grant.spec.policy)
             if policy is None:
@@ -93,23 +151,48 @@ class GrantTracker:
                     grant, c.REASON_REVOKED, f"AccessPolicy {grant.spec.policy} was deleted or is invalid"
                 )
                 continue
-            body = self.requests.get(grant.namespace, grant.spec.request.name, grant.spec.request.uid)
-            if body is None:  # not in flight as far as the watch knows: ask once
-                body = await self.kube.get(ACCESS_REQUESTS, grant.spec.request.name, grant.namespace)
-            if body is None or body["metadata"]["uid"] != grant.spec.request.uid:
+            request = await self._request_of(grant)
+            if request is None:
                 self.revoker.revoke_soon(grant, c.REASON_REVOKED, "the AccessRequest was deleted")
                 continue
-            request = AccessRequest.model_validate(body)
-            # Who asked is what the webhook recorded, as when it was first decided (status may
-            # not say yet: an allowed decision is written together with its issuance).
-            request.status.requester = requester_of(request.metadata.annotations)
-            decision = self.decider.decide(request, [policy])
-            if decision.outcome is Outcome.DENIED:
+            decision = await self.decider.decide(request, [policy], objects)
+            if decision.outcome is not Outcome.DENIED:
+                self.condition_checks.disarm(grant.metadata.uid)
+                self.arm_condition_check(grant)  # the inputs changed: so may the next moment
+            elif decision.unmet is not None and len(decision.mismatches) == 1:
+                await self._condition_no_longer_holds(grant, request, policy.name, decision)
+            else:
                 self.revoker.revoke_soon(
                     grant,
                     c.REASON_REVOKED,
                     f"AccessPolicy {policy.name} no longer allows it: {decision.reason}",
                 )
+
+    async def _condition_no_longer_holds(
+        self, grant: TaskGrant, request: AccessRequest, policy: str, decision: Decision
+    ) -> None:
+        unmet = decision.unmet
+        assert unmet is not None
+        message = (
+            f'{c.EVENT_CONDITION_NO_LONGER_HOLDS}: condition "{unmet.name}" of AccessPolicy {policy} no longer '
+            f"holds: {unmet.message}"
+        )
+        self.revoker.revoke_soon(grant, c.REASON_REVOKED, message)
+        ref = involved(c.KIND_REQUEST, request.name, request.namespace, request.metadata.uid)
+        await self.observer.warn(ref, c.EVENT_CONDITION_NO_LONGER_HOLDS, message)
+
+    async def _request_of(self, grant: TaskGrant) -> AccessRequest | None:
+        """The grant's request as first decided, or None if it is gone (or replaced)."""
+        body = self.requests.get(grant.namespace, grant.spec.request.name, grant.spec.request.uid)
+        if body is None:  # not in flight as far as the watch knows: ask once
+            body = await self.kube.get(ACCESS_REQUESTS, grant.spec.request.name, grant.namespace)
+        if body is None or body["metadata"]["uid"] != grant.spec.request.uid:
+            return None
+        request = AccessRequest.model_validate(body)
+        # Who asked is what the webhook recorded, as when it was first decided (status may
+        # not say yet: an allowed decision is written together with its issuance).
+        request.status.requester = requester_of(request.metadata.annotations)
+        return request
 
     async def policy_changed(self, body: dict[str, Any], deleted: bool) -> None:
         name = body.get("metadata", {}).get("name", "")
@@ -128,6 +211,31 @@ class GrantTracker:
         self.view.put_namespace(body)
         if before is not None and before != self.view.namespace_labels[name]:
             await self.recheck(lambda g: g.namespace == name)
+
+    async def service_account_changed(self, body: dict[str, Any]) -> None:
+        """A ServiceAccount changed: grants it holds under policies whose conditions read it are re-decided."""
+        if not any(reads(policy, "grantee") for policy in self.view.policies.values()):
+            return  # the common case: no condition reads a grantee, so no grant needs looking at
+        meta = body.get("metadata", {})
+        ns, name = meta.get("namespace"), meta.get("name")
+
+        def held_and_read(g: TaskGrant) -> bool:
+            if g.spec.mode != "bind" or g.spec.identity is None:
+                return False
+            if (g.spec.identity.namespace, g.spec.identity.name) != (ns, name):
+                return False
+            policy = self.view.policies.get(g.spec.policy)
+            return policy is not None and reads(policy, "grantee")
+
+        await self.recheck(held_and_read, ConditionObjects(grantee=body))
+
+    async def task_changed(self, grant_uid: str, body: dict[str, Any]) -> None:
+        """The object a grant's taskRef names changed: re-decided if its policy's conditions read it."""
+        grant = self.view.grants.get(grant_uid)
+        policy = self.view.policies.get(grant.spec.policy) if grant is not None else None
+        if policy is None or not reads(policy, "task") or self.revoker.has_ended(grant_uid):
+            return
+        await self.recheck(lambda g: g.metadata.uid == grant_uid, ConditionObjects(task=body))
 
     def service_account_deleted(self, body: dict[str, Any]) -> None:
         meta = body.get("metadata", {})

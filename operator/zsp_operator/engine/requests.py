@@ -196,7 +196,7 @@ class RequestReconciler:
         # Only the webhook-written annotation counts: status could be written by anyone with status access.
         requester = requester_of(request.metadata.annotations)
         request.status.requester = requester
-        decision = self.decider.decide(request)
+        decision = await self.decider.decide(request)
         deferred: Deferred = ()
         if phase is Phase.PENDING:
             previous = request.status.decision

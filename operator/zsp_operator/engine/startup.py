@@ -67,7 +67,8 @@ async def start(engine: Controller) -> None:
             engine.observer.resumed(grant)
             revoker.expiry.arm(grant.metadata.uid, grant.spec.expires_at)
             tracker.tasks.follow(grant)
-    tracker.tasks.start()  # after every live grant is followed: one list per kind settles them all
+            tracker.arm_condition_check(grant)
+    tracker.start()  # after every live grant is followed: one list per kind settles them all
     # Policies and namespaces may have changed while we were away: no event will say so.
     await tracker.recheck(lambda grant: not revoker.in_progress(grant.metadata.uid))
     await _remove_orphans(engine)

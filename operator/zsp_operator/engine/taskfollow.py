@@ -9,6 +9,8 @@ The watch exists while some grant follows that kind and stops when none does.
 
 A grant ends once, through `on_end(grant_uid, sentence)`, when its object finishes (the
 sentence of `core.tasks.task_finished`) or is deleted ("task Job ns/name was deleted").
+While it runs, `on_change(grant_uid, object)` (if given) hears every version of it, so
+conditions that read the task can be decided again; the body is passed on, never kept.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from zsp_operator.kube.retry import backoff, pause
 log = logging.getLogger(__name__)
 
 OnEnd = Callable[[str, str], Awaitable[None]]
+OnChange = Callable[[str, Body], Awaitable[None]]
 # Where an object is: (namespace, name); the namespace is "" for cluster-scoped kinds.
 Key = tuple[str, str]
 # One shared watch: (apiVersion, kind, namespace); None watches every namespace.
@@ -80,9 +83,11 @@ class TaskFollower:
         namespaces: Sequence[str] = (),
         *,
         page_size: int = _PAGE,
+        on_change: OnChange | None = None,
     ) -> None:
         self.kube = kube
         self.on_end = on_end
+        self.on_change = on_change
         self.namespaces = tuple(namespaces)
         self.page_size = page_size
         self._watches: dict[WatchKey, _Watch] = {}
@@ -164,6 +169,20 @@ class TaskFollower:
         task = asyncio.create_task(self._deliver(grant_uid, sentence), name=f"zsp-task-ended-{grant_uid}")
         self._callbacks.add(task)
         task.add_done_callback(self._callbacks.discard)
+
+    def _changed(self, grant_uid: str, obj: Body) -> None:
+        if self.on_change is None or grant_uid not in self._following:
+            return
+        task = asyncio.create_task(self._deliver_change(grant_uid, obj), name=f"zsp-task-changed-{grant_uid}")
+        self._callbacks.add(task)
+        task.add_done_callback(self._callbacks.discard)
+
+    async def _deliver_change(self, grant_uid: str, obj: Body) -> None:
+        assert self.on_change is not None
+        try:
+            await self.on_change(grant_uid, obj)
+        except Exception:
+            log.exception("re-checking grant %s after its task changed failed", grant_uid)
 
     async def _deliver(self, grant_uid: str, sentence: str) -> None:
         try:
@@ -275,6 +294,9 @@ class _Watch:
         elif key in self.by_key:
             self.ended.pop(key, None)
             self.running.add(key)
+            if obj is not None:  # always, here: a missing object has its sentence
+                for uid in list(self.by_key[key]):
+                    self.follower._changed(uid, obj)
         else:
             self.ended.pop(key, None)  # a new object of that name runs: forget the old one's end
 

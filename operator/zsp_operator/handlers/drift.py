@@ -31,3 +31,5 @@ def register(registry: kopf.OperatorRegistry) -> None:
         controller.cache.event(SERVICE_ACCOUNTS, event["type"], event["object"])  # keeps only ours
         if event["type"] == "DELETED":
             controller.grant_tracker.service_account_deleted(dict(event["object"]))
+        elif event["type"] == "MODIFIED":
+            await controller.grant_tracker.service_account_changed(dict(event["object"]))
