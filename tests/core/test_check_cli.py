@@ -352,3 +352,59 @@ def test_missing_required_flag_is_a_usage_error(capsys: pytest.CaptureFixture[st
         main(["check", "--request", "r.yaml"])
     assert exit_info.value.code == 2
     assert "--policy" in capsys.readouterr().err
+
+
+CONDITIONS = """\
+  conditions:
+    - name: working-hours
+      expression: now.getHours() >= 9 && now.getHours() < 17
+      message: only between 09:00 and 17:00 UTC, outside them use the break-glass policy
+    - name: company-registry
+      expression: task == null || task.spec.template.spec.containers.all(c, c.image.startsWith("registry.example.com/"))
+      message: the Job must run images from registry.example.com
+"""
+
+JOB = """\
+apiVersion: batch/v1
+kind: Job
+metadata: {name: deploy-4711, namespace: payments-staging}
+spec:
+  template:
+    spec:
+      containers: [{name: deploy, image: docker.io/library/busybox}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("now", "task", "code", "unmet"),
+    [
+        ("2026-03-02T10:00:00Z", False, 0, None),
+        ("2026-03-02T18:30:00Z", False, 1, "working-hours"),
+        ("2026-03-02T10:00:00Z", True, 1, "company-registry"),
+    ],
+)
+def test_conditions_are_evaluated_offline_at_the_given_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], now: str, task: bool, code: int, unmet: str | None
+) -> None:
+    extra = ["--now", now, "-o", "json"]
+    if task:
+        extra += ["--task", write(tmp_path, "job.yaml", JOB)]
+    assert check(tmp_path, *extra, policy=POLICY + CONDITIONS) == code
+    result = json.loads(capsys.readouterr().out)
+    if unmet is None:
+        assert result["unmetCondition"] is None
+        return
+    assert result["unmetCondition"]["name"] == unmet
+    assert f'condition "{unmet}"' in result["reason"]
+    assert result["unmetCondition"]["message"] in result["reason"]
+
+
+def test_a_condition_that_does_not_compile_is_bad_input_with_its_position(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = POLICY + "  conditions:\n    - {name: hours, expression: 'now + 1'}\n"
+    assert check(tmp_path, policy=broken) == 2
+    err = capsys.readouterr().err
+    assert "spec.conditions[0]" in err
+    assert "condition 'hours': expression at line 1, column 5" in err
+    assert "Traceback" not in err

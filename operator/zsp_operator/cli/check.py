@@ -24,7 +24,7 @@ from zsp_operator.core.durations import format_duration, parse_duration
 from zsp_operator.core.errors import InvalidObject, describe, parse
 from zsp_operator.core.grantindex import GrantIndex
 from zsp_operator.core.models import AccessPolicy, AccessRequest, PolicyRule, UserInfo
-from zsp_operator.core.policy import Decision, Outcome, decide
+from zsp_operator.core.policy import ConditionObjects, Decision, Outcome, decide
 from zsp_operator.core.rbac import describe_rule
 
 EXIT_ALLOWED, EXIT_NOT_ALLOWED, EXIT_BAD_INPUT = 0, 1, 2
@@ -51,6 +51,7 @@ class Inputs:
     catalog: dict[str, list[PolicyRule]]
     labels: dict[str, str]
     now: datetime
+    objects: ConditionObjects
 
 
 def register(subparsers: Any) -> None:
@@ -103,7 +104,23 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="YAML files of ClusterRoles the operator's catalog holds",
     )
-    parser.add_argument("--now", metavar="RFC3339", help="evaluate at this time (default: now)")
+    parser.add_argument(
+        "--now",
+        metavar="RFC3339",
+        help="evaluate at this time (default: now); conditions that read `now` see it",
+    )
+    parser.add_argument(
+        "--task",
+        type=Path,
+        metavar="FILE",
+        help="YAML of the object spec.taskRef names, for conditions reading `task`",
+    )
+    parser.add_argument(
+        "--grantee",
+        type=Path,
+        metavar="FILE",
+        help="YAML of the grantee ServiceAccount, for conditions reading `grantee` (default: its name only)",
+    )
     parser.add_argument(
         "--break-glass-max-ttl",
         default="1h",
@@ -133,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         inputs.now,
         catalog=inputs.catalog,
         break_glass_max_ttl=cap,
+        objects=inputs.objects,
     )
     if args.output == "json":
         print(json.dumps(as_json(decision, request), indent=2))
@@ -309,9 +327,24 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
     catalog = attempt(lambda: load_catalog(args.cluster_role))
     labels = attempt(lambda: parse_labels(args.namespace_labels))
     now = attempt(lambda: parse_now(args.now))
-    if policies is None or request is None or catalog is None or labels is None or now is None:
+    task = attempt(lambda: load_object("--task", getattr(args, "task", None)))
+    grantee = attempt(lambda: load_object("--grantee", getattr(args, "grantee", None)))
+    if policies is None or request is None or catalog is None or labels is None or now is None or problems:
         raise BadInput(problems)
-    return Inputs(request, policies, catalog, labels, now)
+    return Inputs(request, policies, catalog, labels, now, ConditionObjects(grantee=grantee, task=task))
+
+
+def load_object(flag: str, path: Path | None) -> dict[str, Any] | None:
+    """One Kubernetes object from a YAML file, as conditions see it (no schema: any kind)."""
+    if path is None:
+        return None
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise BadInput([f"{flag}: {path}: {err}"]) from err
+    if not isinstance(document, dict) or not isinstance(document.get("metadata"), dict):
+        raise BadInput([f"{flag}: {path}: not a Kubernetes object (no metadata): give one object's YAML"])
+    return document
 
 
 def resolve_requester(user: str | None, groups: list[str], request: AccessRequest) -> UserInfo | None:
@@ -412,4 +445,7 @@ def as_json(decision: Decision, request: AccessRequest) -> dict[str, Any]:
         "breakGlass": decision.break_glass,
         "approvalsRequired": decision.approvals_required,
         "mismatches": list(decision.mismatches),
+        "unmetCondition": {"name": decision.unmet.name, "message": decision.unmet.message}
+        if decision.unmet is not None
+        else None,
     }
