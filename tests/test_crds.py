@@ -579,7 +579,7 @@ def cel_failures(value: Any, node: dict[str, Any], path: str = "") -> list[tuple
 
 # The example policy, as committed in examples/ (the contract itself).
 POLICY: dict[str, Any] = yaml.safe_load(
-    (REPO / "examples" / "policy-ci-deployers.yaml").read_text(encoding="utf-8")
+    (REPO / "examples" / "ci-pipeline" / "policy.yaml").read_text(encoding="utf-8")
 )
 
 REQUEST: dict[str, Any] = {

@@ -86,14 +86,15 @@ def test_zsp_run_serves_issues_counts_and_stops_gracefully(
 
 async def _file_and_wait(admin_config: dict[str, object], for_token: object) -> None:
     async with await Kube.from_dict(admin_config) as admin:
-        for name in ("namespaces.yaml", "requester-rbac.yaml", "policy-ci-deployers.yaml"):
+        for name in ("ci-pipeline/setup.yaml", "ci-pipeline/policy.yaml"):
             for doc in yaml.safe_load_all((EXAMPLES / name).read_text()):
                 if doc:
                     await admin.create(BY_KIND[doc["kind"]], doc)
         await wait_for_webhooks(admin)
         token = await request_token(admin, "ci", "pipeline")
         async with await Kube.from_dict(for_token(token)) as pipeline:  # type: ignore[operator]
-            request = yaml.safe_load((EXAMPLES / "request-ci-bind.yaml").read_text())
+            request = yaml.safe_load((EXAMPLES / "ci-pipeline" / "request.yaml").read_text())
+            del request["spec"]["taskRef"]  # no deploy Job here: the grant lives until its TTL
             await pipeline.create(ACCESS_REQUESTS, request)
         deadline = time.monotonic() + 20
         while True:

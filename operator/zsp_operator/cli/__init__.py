@@ -47,6 +47,9 @@ COMMANDS = (
         "standing_report",
         "report standing privilege: who can do what without a live grant (read-only)",
     ),
+    Command(
+        "version", "version", "print the version, the git commit when known, and the API versions served"
+    ),
 )
 
 

@@ -1,6 +1,7 @@
 """`zsp demo`: the whole story on the built-in in-memory API server (or a real cluster).
 
-It applies examples/, runs the operator in-process as its own least-privilege identity,
+It applies the ci-pipeline and ephemeral-kubeconfig examples (examples/, shipped inside the
+package and read through importlib.resources), runs the operator in-process as its own least-privilege identity,
 and prints a timeline: request, decision, issuance, the grant working (asked of the API
 server with the grantee's own token), the end (task done, TTL), the identity refused,
 and nothing left behind. It exits 0 only if every step behaved.
@@ -15,6 +16,7 @@ import io
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -37,12 +39,11 @@ from zsp_operator.kube.resources import (
 )
 from zsp_operator.process.runner import run_operator
 from zsp_operator.settings import Settings
+from zsp_operator.tools.bundled import documents, example, operator_rbac
 from zsp_operator.tools.crdgen import build_crds
 
-REPO = Path(__file__).resolve().parents[3]
-EXAMPLES = REPO / "examples"
-OPERATOR_RBAC = REPO / "deploy" / "operator-rbac.yaml"
 TARGET, CI = "payments-staging", "ci"
+BIND_POLICY, EPHEMERAL_POLICY = "ci-deployers", "ci-inspectors"
 
 
 class StepFailed(Exception):
@@ -70,10 +71,6 @@ class Timeline:
             )
             raise StepFailed(f"{tag}: {text}")
         self.say(tag, text)
-
-
-def _docs(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
 
 
 async def _apply(kube: Kube, docs: list[dict[str, Any]]) -> None:
@@ -113,9 +110,11 @@ async def _leftovers(kube: Kube) -> list[str]:
     return found
 
 
-def _request(path: Path, **spec: Any) -> dict[str, Any]:
-    body = _docs(path)[0]
+def _request(file: Traversable, **spec: Any) -> dict[str, Any]:
+    """The example's request with `spec` changed; a None value removes that field."""
+    body = documents(file)[0]
     body["spec"].update(spec)
+    body["spec"] = {key: value for key, value in body["spec"].items() if value is not None}
     return body
 
 
@@ -124,7 +123,7 @@ async def _operator(
     admin: Kube, kubeconfig: Callable[[str], dict[str, Any]], audit: TextIO
 ) -> AsyncIterator[None]:
     """The operator in this process, as ServiceAccount zsp-system/zsp-operator."""
-    await _apply(admin, _docs(OPERATOR_RBAC))
+    await _apply(admin, documents(operator_rbac()))
     token = await request_token(admin, "zsp-system", "zsp-operator", seconds=3600)
     kube = await Kube.from_dict(kubeconfig(token))
     settings = Settings(dev=True, webhook_port=0, metrics_port=0, health_port=0)
@@ -146,12 +145,14 @@ async def _operator(
 async def play(admin: Kube, kubeconfig: Callable[[str | None], dict[str, Any]], out: TextIO) -> None:
     """The story. Raises StepFailed at the first step that does not behave."""
     line = Timeline(out)
-    await _apply(admin, _docs(EXAMPLES / "namespaces.yaml") + _docs(EXAMPLES / "requester-rbac.yaml"))
-    await _apply(admin, _docs(EXAMPLES / "policy-ci-deployers.yaml"))
+    for situation in ("ci-pipeline", "ephemeral-kubeconfig"):
+        await _apply(admin, documents(example(situation, "setup.yaml")))
+        await _apply(admin, documents(example(situation, "policy.yaml")))
     line.say("setup", "namespaces ci and payments-staging, ServiceAccounts ci/pipeline and ci/deployer")
     line.say(
-        "setup", "AccessPolicy ci-deployers: the pipeline may ask for `deploy` in payments-staging, max 1h"
+        "setup", "AccessPolicy ci-deployers: the pipeline may ask for `deploy` in payments-staging, max 15m"
     )
+    line.say("setup", "AccessPolicy ci-inspectors: or for a fresh identity, its kubeconfig delivered to ci")
     audit = io.StringIO()
     async with _operator(admin, kubeconfig, audit):
         line.say(
@@ -168,8 +169,11 @@ async def play(admin: Kube, kubeconfig: Callable[[str | None], dict[str, Any]], 
         )
 
         # --- bind mode: an existing identity gets privilege for one task -------------------
+        # The example follows its deploy Job (taskRef); here the pipeline ends it with `done`.
         async with pipeline:
-            await pipeline.create(ACCESS_REQUESTS, _request(EXAMPLES / "request-ci-bind.yaml"))
+            await pipeline.create(
+                ACCESS_REQUESTS, _request(example("ci-pipeline", "request.yaml"), taskRef=None)
+            )
         line.say(
             "request", 'deploy-4711 filed by the pipeline\'s own token: "deploy build 4711 (pipeline run 88)"'
         )
@@ -200,7 +204,9 @@ async def play(admin: Kube, kubeconfig: Callable[[str | None], dict[str, Any]], 
 
         # --- ephemeral mode: a fresh identity, its kubeconfig delivered, dead at expiry -----
         async with await Kube.from_dict(kubeconfig(await request_token(admin, CI, "pipeline"))) as pipeline:
-            await pipeline.create(ACCESS_REQUESTS, _request(EXAMPLES / "request-ephemeral.yaml", ttl="4s"))
+            await pipeline.create(
+                ACCESS_REQUESTS, _request(example("ephemeral-kubeconfig", "request.yaml"), ttl="4s")
+            )
         line.say(
             "request", "inspect-4712 filed: a fresh identity for 4s (demo TTL), kubeconfig delivered to ci"
         )
@@ -293,8 +299,9 @@ async def _against(
             for name in ("deploy-4711", "inspect-4712"):
                 with contextlib.suppress(KubeError):
                     await admin.delete(ACCESS_REQUESTS, name, TARGET)
-            with contextlib.suppress(KubeError):
-                await admin.delete(ACCESS_POLICIES, "ci-deployers")
+            for policy in (BIND_POLICY, EPHEMERAL_POLICY):
+                with contextlib.suppress(KubeError):
+                    await admin.delete(ACCESS_POLICIES, policy)
     return 0
 
 
