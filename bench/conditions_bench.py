@@ -15,26 +15,16 @@ condition. Compiling happens once per distinct expression, outside the timed cal
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from decide_bench import (
-    CATALOG,
-    NOW,
-    Case,
-    make_grants,
-    make_policy,
-    make_request,
-    namespace_labels,
-    time_calls,
-)
+from decide_bench import Case, time_calls
+from decide_bench import build as build_case
 from machine import describe
 
-from zsp_operator.core.grantindex import GrantIndex
-from zsp_operator.core.models import AccessPolicy
-from zsp_operator.core.policy import Decision, Outcome, decide
+from zsp_operator.core.models import AccessPolicy, AccessRequest
+from zsp_operator.core.policy import Decision, Outcome
 
 CONDITIONS: list[dict[str, Any]] = [
     {
@@ -64,21 +54,11 @@ def with_conditions(policy: AccessPolicy, count: int) -> AccessPolicy:
 
 
 def build(case: Case, conditions: int) -> Callable[[], Decision]:
-    rng = random.Random(4711)
-    policies = [make_policy(team) for team in range(case.policies)]
-    policies[0] = with_conditions(policies[0], conditions)
-    grants = make_grants(case.grants, case.policies, rng)
-    labels = namespace_labels()
-    request = make_request(case.request)
-    request.spec.reason = "OPS-4711 deploy build 88"
-    index = GrantIndex()
-    for grant in grants:
-        index.put(grant.metadata.uid, grant)
+    def adjust(policies: list[AccessPolicy], request: AccessRequest) -> None:
+        policies[0] = with_conditions(policies[0], conditions)
+        request.spec.reason = "OPS-4711 deploy build 88"
 
-    def call() -> Decision:
-        return decide(request, policies, index, labels, NOW, catalog=CATALOG)
-
-    return call
+    return build_case(case, adjust=adjust)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

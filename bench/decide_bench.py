@@ -247,12 +247,17 @@ def time_calls(
     return decision, samples
 
 
-def build(case: Case, seed: int = 4711) -> Callable[[], Decision]:
+def build(
+    case: Case, seed: int = 4711, adjust: Callable[[list[AccessPolicy], AccessRequest], None] | None = None
+) -> Callable[[], Decision]:
+    """One decision of `case`, ready to call; `adjust` may change the policies and the request first."""
     rng = random.Random(seed)
     policies = [make_policy(team) for team in range(case.policies)]
     grants = make_grants(case.grants, case.policies, rng)
     labels = namespace_labels()
     request = make_request(case.request)
+    if adjust is not None:
+        adjust(policies, request)
     index = GrantIndex()
     for grant in grants:
         index.put(grant.metadata.uid, grant)

@@ -153,8 +153,8 @@ class _Inputs:
     grants: GrantIndex
     now: datetime
     namespace_labels: Mapping[str, Mapping[str, str]]
-    catalog: Mapping[str, Sequence[PolicyRule]]
-    break_glass_max_ttl: timedelta
+    catalog: Mapping[str, Sequence[PolicyRule]] = field(default_factory=lambda: _NO_CATALOG)
+    break_glass_max_ttl: timedelta = timedelta(hours=1)
     objects: ConditionObjects = field(default_factory=ConditionObjects)
 
     def labels_of(self, namespace: str) -> Mapping[str, str]:
@@ -763,15 +763,7 @@ def next_condition_change(
     """
     if not policy.spec.conditions:
         return None
-    inputs = _Inputs(
-        request=request,
-        grants=grants,
-        now=now,
-        namespace_labels=namespace_labels,
-        catalog=_NO_CATALOG,
-        break_glass_max_ttl=timedelta(0),
-        objects=objects or ConditionObjects(),
-    )
+    inputs = _Inputs(request, grants, now, namespace_labels, objects=objects or ConditionObjects())
     return conditions.next_change(policy.spec.conditions, inputs.condition_inputs(policy.name), until)
 
 
