@@ -34,7 +34,11 @@ def test_routes_file_is_mounted_from_the_secret() -> None:
     [volume] = [v for v in _pod(rendered)["volumes"] if v["name"] == "notifications"]
     assert volume["secret"]["secretName"] == "zsp-notify"
     [mount] = [m for m in rendered.container["volumeMounts"] if m["name"] == "notifications"]
-    assert mount == {"name": "notifications", "mountPath": "/etc/zsp-operator/notifications", "readOnly": True}
+    assert mount == {
+        "name": "notifications",
+        "mountPath": "/etc/zsp-operator/notifications",
+        "readOnly": True,
+    }
     env = rendered.env_values
     assert env["ZSP_NOTIFY_CONFIG"] == "/etc/zsp-operator/notifications/routes.yaml"
     kwargs: dict[str, Any] = {n.removeprefix("ZSP_").lower(): v for n, v in env.items()}
