@@ -1,0 +1,163 @@
+"""The documentation site and its generated field reference.
+
+Covered: docs/reference/ is what tools/refdocs.py makes of crds/ (and says how to regenerate
+when it is not); every field of every kind is described and no description names a field
+the CRDs lost; the generator's rendering of types, defaults, requirements and CEL rules;
+`mkdocs build --strict` succeeds (so every page is in the navigation and every link and
+anchor resolves), and the lifecycle diagram reaches the page as a diagram, not as code.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from zsp_operator.core.durations import DURATION_PATTERN
+from zsp_operator.tools import refdocs
+from zsp_operator.tools.fielddocs import FIELD_DOCS
+
+ROOT = Path(__file__).resolve().parents[1]
+CRDS = ROOT / "crds"
+REFERENCE = ROOT / "docs" / "reference"
+
+
+def _crds() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (p.name, yaml.safe_load(p.read_text(encoding="utf-8"))) for p in sorted(CRDS.glob("*.zsp.dev.yaml"))
+    ]
+
+
+@pytest.mark.parametrize(("file", "crd"), _crds(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_field_of_every_kind_is_described(file: str, crd: dict[str, Any]) -> None:
+    try:
+        refdocs.build_reference(crd, file)
+    except ValueError as error:
+        pytest.fail(f"{error}\nthen run `{refdocs.REGENERATE}` and commit docs/reference/")
+
+
+def test_the_committed_field_reference_matches_the_crds() -> None:
+    pages = refdocs.render_all(CRDS)
+    assert sorted(pages) == ["accesspolicy.md", "accessrequest.md", "taskgrant.md"]
+    problems = refdocs.stale_pages(pages, REFERENCE)
+    assert not problems, (
+        "docs/reference/ is stale:\n  "
+        + "\n  ".join(problems)
+        + f"\nrun `zsp crds --out crds` (if the models changed), then `{refdocs.REGENERATE}`, and commit both"
+    )
+
+
+def test_the_check_mode_exits_1_on_a_stale_page(tmp_path: Path) -> None:
+    for name, text in refdocs.render_all(CRDS).items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    assert refdocs.main(["--out", str(tmp_path), "--check"]) == 0
+    page = tmp_path / "taskgrant.md"
+    page.write_text(page.read_text(encoding="utf-8") + "edited by hand\n", encoding="utf-8")
+    assert refdocs.main(["--out", str(tmp_path), "--check"]) == 1
+
+
+def _tiny_crd(spec_schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "spec": {
+            "group": "zsp.dev",
+            "names": {"kind": "Tiny", "plural": "tinies", "shortNames": ["tn"]},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1alpha1",
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "required": ["spec"],
+                            "properties": {"spec": spec_schema},
+                        }
+                    },
+                }
+            ],
+        }
+    }
+
+
+def test_types_defaults_requirements_and_rules_come_from_the_schema() -> None:
+    crd = _tiny_crd(
+        {
+            "type": "object",
+            "required": ["ttl"],
+            "properties": {
+                "ttl": {"type": "string", "pattern": DURATION_PATTERN, "description": "how long"},
+                "labels": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
+                    "default": {},
+                    "description": "labels",
+                },
+                "who": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "description": "one subject",
+                        "properties": {
+                            "kind": {"type": "string", "enum": ["User", "Group"], "description": "k"}
+                        },
+                        "x-kubernetes-validations": [{"rule": "size(self.kind) > 0", "message": "say who"}],
+                    },
+                },
+            },
+        }
+    )
+    ref = refdocs.build_reference(crd, "tiny.yaml")
+    rows = {row.path: row for row in ref.rows}
+    assert rows["spec.ttl"].type == "duration"
+    assert rows["spec.ttl"].required is True
+    assert rows["spec.labels"].type == "map[string]string"
+    assert rows["spec.labels"].default == {}
+    assert rows["spec.who"].type == "[]object"
+    assert rows["spec.who"].description == "one subject", (
+        "a list without text of its own says what its items are"
+    )
+    assert rows["spec.who[].kind"].constraints == ["one of `User`, `Group`"]
+    assert ref.rules == [("spec.who", "size(self.kind) > 0", "say who")]
+    page = refdocs.render_reference(ref)
+    assert "`spec.who[].kind`" in page
+    assert "**required**" in page
+    assert "`size(self.kind) > 0`" in page
+
+
+def test_a_field_without_description_fails_and_names_the_field() -> None:
+    crd = _tiny_crd({"type": "object", "properties": {"silent": {"type": "boolean"}}})
+    with pytest.raises(ValueError, match=r"spec\.silent: no description"):
+        refdocs.build_reference(crd, "tiny.yaml")
+
+
+def test_a_description_of_a_field_the_crd_lost_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    crd = _tiny_crd({"type": "object", "properties": {"kept": {"type": "boolean", "description": "k"}}})
+    monkeypatch.setitem(FIELD_DOCS, "Tiny", {"spec.gone": "a field that was removed"})
+    with pytest.raises(ValueError, match=r"spec\.gone: described in tools/fielddocs\.py but not in the CRD"):
+        refdocs.build_reference(crd, "tiny.yaml")
+
+
+def test_the_site_builds_strictly(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
+    concepts = (site / "concepts" / "index.html").read_text(encoding="utf-8")
+    assert 'class="mermaid"' in concepts, (
+        "the lifecycle diagram must be rendered by the theme, not shown as code"
+    )
+    for page in ("policies", "operating", "threat-model", "comparison", "reference/accesspolicy"):
+        assert (site / page / "index.html").is_file(), f"{page} is missing from the site"
