@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Protocol
 
 import aiohttp
-import apprise
 import yaml
 from cloudevents.core.bindings.http import to_structured_event
 from cloudevents.core.v1.event import CloudEvent
@@ -40,7 +39,15 @@ from cloudevents.core.v1.event import CloudEvent
 from zsp_operator.core import constants as c
 from zsp_operator.core.errors import parse
 from zsp_operator.core.models import NotifyRoute
-from zsp_operator.core.notify import Message, NotifyConfig, Subject, Target, message, targets_for
+from zsp_operator.core.notify import (
+    Message,
+    NotifyConfig,
+    Subject,
+    Target,
+    message,
+    targets_for,
+    unknown_targets,
+)
 from zsp_operator.kube import retry
 from zsp_operator.observe.metrics import Metrics
 
@@ -75,6 +82,8 @@ class AppriseTransport:
     """Every URL of one target, through Apprise (its own retries off: ours apply)."""
 
     def __init__(self, urls: Sequence[str], timeout: float) -> None:
+        import apprise  # a tenth of a second to import: only when a target uses it
+
         self._apprise = apprise.Apprise()
         self._timeout = timeout
         for index, url in enumerate(urls):
@@ -82,6 +91,8 @@ class AppriseTransport:
                 raise ValueError(f"apprise URL #{index + 1} is not one Apprise understands")
 
     async def send(self, msg: Message) -> None:
+        import apprise  # loaded by __init__ already
+
         kind = apprise.NotifyType.WARNING if msg.warning else apprise.NotifyType.INFO
         result = await self._apprise.async_notify(
             title=msg.title,
@@ -175,11 +186,19 @@ class Notifier:
             for name, target in config.targets.items()
         }
         self._queued: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._unknown: set[str] = set()  # targets policies name that the file lacks, logged once each
 
     def notify(
         self, event: str, about: Subject, policy_routes: Sequence[NotifyRoute] = (), *, force: bool = False
     ) -> None:
         """Queue the message of `event` for every target routed to it, once per request; never waits."""
+        for name in set(unknown_targets(self.config, policy_routes)) - self._unknown:
+            self._unknown.add(name)
+            log.warning(
+                "AccessPolicy %s routes to target %s, which the routes file does not define",
+                about.policy,
+                name,
+            )
         names = targets_for(event, self.config, policy_routes, break_glass=about.break_glass)
         if not names:
             return
