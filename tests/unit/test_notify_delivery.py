@@ -6,12 +6,15 @@ by the retry policy and counted, then given up with a Warning naming the target 
 URL; a dead target holds at most `queue` messages (the rest are dropped and counted) while
 another target keeps delivering; close() drains what it can within its bound and stops;
 the routes file loads from YAML and a mistake names the file and the field; the CloudEvent
-of a message carries its type, subject, a stable id and the message as data.
+of a message carries its type, subject, a stable id and the message as data; every routes file
+docs/notifications.md shows loads, and Apprise accepts each of its URLs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +165,24 @@ def test_the_cloudevent_of_a_message() -> None:
     assert isinstance(data, dict)
     assert data["title"] == msg.title
     assert data["request"] == {"name": "r", "namespace": "ns", "uid": "uid-1"}
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "notifications.md"
+
+
+def _doc_routes_files() -> list[str]:
+    blocks = re.findall(r"```yaml\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.DOTALL)
+    return [textwrap.dedent(block) for block in blocks if "# routes.yaml" in block]
+
+
+@pytest.mark.parametrize("text", _doc_routes_files())
+def test_every_routes_file_in_the_docs_loads_and_reaches_its_services(text: str, tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(text)
+    config = delivery.load_config(str(path))
+    notes = delivery.Notifier(config, Metrics())  # builds every transport: Apprise accepts each URL
+    assert set(config.targets) == set(notes._lanes)
+
+
+def test_the_docs_show_two_routes_files() -> None:
+    assert len(_doc_routes_files()) == 2
