@@ -127,7 +127,7 @@ def test_types_defaults_requirements_and_rules_come_from_the_schema() -> None:
     page = refdocs.render_reference(ref)
     assert "`spec.who[].kind`" in page
     assert "**required**" in page
-    assert "`size(self.kind) > 0`" in page
+    assert "<code>size(self.kind) &gt; 0</code>" in page, "a CEL rule is shown as code, escaped for HTML"
 
 
 def test_a_field_without_description_fails_and_names_the_field() -> None:
@@ -161,3 +161,8 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     )
     for page in ("policies", "operating", "threat-model", "comparison", "reference/accesspolicy"):
         assert (site / page / "index.html").is_file(), f"{page} is missing from the site"
+
+
+def test_code_in_a_table_cell_shows_pipes_and_markdown_characters_as_written() -> None:
+    # A `|` would split the table's cell, and `\|` inside a code span would show the backslash.
+    assert refdocs._code("a || b_c*d <e>") == "<code>a &#124;&#124; b&#95;c&#42;d &lt;e&gt;</code>"

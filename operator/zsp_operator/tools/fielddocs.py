@@ -174,7 +174,8 @@ FIELD_DOCS: Final[dict[str, dict[str, str]]] = {
         "spec.conditions": (
             "CEL conditions that must all hold for the policy to allow a request; they are "
             "checked again while a grant lives, and a grant whose conditions stop holding is "
-            "revoked. Each expression is compiled when the policy is admitted."
+            "revoked. Each expression is compiled when the policy is admitted. The variables and "
+            "examples: [Conditions](../conditions.md)."
         ),
         "spec.conditions[].name": "Names the condition in denials and revocations; unique in the policy.",
         "spec.conditions[].expression": "A CEL expression that must evaluate to true.",
@@ -182,7 +183,8 @@ FIELD_DOCS: Final[dict[str, dict[str, str]]] = {
         "spec.notify": (
             "Who hears about this policy's requests: each route sends the listed events to the "
             "listed targets. The targets and their URLs are defined in the operator's "
-            "notification routes file (`--notify-config`), never in the policy."
+            "notification routes file (`--notify-config`), never in the policy: "
+            "[Notifications](../notifications.md)."
         ),
         "spec.notify[].events": (
             "Transitions to send: `approvalNeeded`, `approved`, `denied`, `timedOut`, `issued`, "

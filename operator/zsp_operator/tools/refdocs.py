@@ -15,6 +15,7 @@ tests/test_docs.py runs the check.
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import sys
 from collections.abc import Iterator
@@ -95,7 +96,7 @@ def _constraints(node: dict[str, Any]) -> list[str]:
     if "maxItems" in node:
         found.append(f"at most {node['maxItems']} item{'s' if node['maxItems'] != 1 else ''}")
     if "pattern" in node and node["pattern"] != DURATION_PATTERN:
-        found.append(f"matches `{node['pattern']}`")
+        found.append(f"matches {_code(node['pattern'])}")
     if node.get("x-kubernetes-list-type") == "map":
         keys = ", ".join(f"`{k}`" for k in node.get("x-kubernetes-list-map-keys", []))
         found.append(f"unique by {keys}")
@@ -191,6 +192,15 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+# Characters Markdown would read inside inline HTML, or the table would split a cell at.
+_MARKDOWN_SPECIAL = str.maketrans({c: f"&#{ord(c)};" for c in "|*_`\\[]<>"})
+
+
+def _code(text: str) -> str:
+    """Code in a table cell, as HTML: a Markdown code span would show `\\|` for a `|`."""
+    return f"<code>{html.escape(text, quote=False).translate(_MARKDOWN_SPECIAL)}</code>"
+
+
 def _anchor(path: str) -> str:
     return path.replace("[]", "").replace(".", "-").lower()
 
@@ -244,7 +254,7 @@ def render_reference(ref: KindReference) -> str:
         )
         out.append("| on | rule | message |\n|---|---|---|")
         for path, rule, message in ref.rules:
-            out.append(f"| `{path}` | `{_cell(rule)}` | {_cell(message)} |")
+            out.append(f"| `{path}` | {_code(rule)} | {_cell(message)} |")
         out.append("")
     return "\n".join(out).rstrip("\n") + "\n"
 
