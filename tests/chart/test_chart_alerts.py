@@ -1,8 +1,8 @@
 """The chart's PrometheusRule: the alerts of docs/operating.md, off by default.
 
-Covered: nothing is rendered unless `prometheusRule.enabled`; every alert has a severity and
-a summary and carries `alertLabels`; `disabled` leaves alerts out, and its allowed names are
-exactly the alerts the template has; the operator-down alert watches the job the chart's
+Covered: nothing is rendered unless `prometheusRule.enabled`, and `helm lint --strict` passes
+with it; every alert has a severity and a summary and carries `alertLabels`; `disabled`
+leaves alerts out, and its allowed names are exactly the alerts the template has; the operator-down alert watches the job the chart's
 ServiceMonitor produces (or `job`); every series an alert reads is a metric docs/metrics.md
 documents (so tests/test_dashboard.py's check of the operator's metrics covers the alerts
 too); docs/operating.md names every alert; bad values are refused naming the value.
@@ -10,10 +10,12 @@ too); docs/operating.md names every alert; bad values are refused naming the val
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
-from chartkit import REPO, chart_schema, render, render_error
+from chartkit import CHART, REPO, chart_schema, helm, render, render_error
 
 ON: dict[str, Any] = {"prometheusRule": {"enabled": True}}
 METRICS_DOC = REPO / "docs" / "metrics.md"
@@ -43,6 +45,13 @@ def base_name(series: str) -> str:
 
 def test_no_prometheus_rule_by_default() -> None:
     assert "PrometheusRule" not in render().kinds()
+
+
+def test_helm_lint_strict_passes_with_the_rule(tmp_path: Path) -> None:
+    file = tmp_path / "values.json"
+    file.write_text(json.dumps({"prometheusRule": {"enabled": True, "alertLabels": {"team": "platform"}}}))
+    result = helm("lint", "--strict", str(CHART), "--values", str(file))
+    assert "0 chart(s) failed" in result.stdout
 
 
 def test_every_alert_has_a_severity_a_summary_and_the_extra_labels() -> None:
