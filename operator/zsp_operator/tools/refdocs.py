@@ -2,9 +2,9 @@
 
 `docs/reference/<kind>.md` lists every field of AccessPolicy, AccessRequest and TaskGrant
 with its type, default and validation as the CRD in `crds/` declares them, so the reference
-cannot disagree with what the API server accepts. The meaning of each field is the schema's
-own `description` where the model gives one, else the text in `tools/fielddocs.py`; a field
-with neither is an error, and so is text for a field the schema no longer has.
+cannot disagree with what the API server accepts. The meaning of each field is the text in
+`tools/fielddocs.py`, else the schema's own `description`; a field with neither is an error,
+and so is text for a field the schema no longer has.
 
     python -m zsp_operator.tools.refdocs            # rewrite docs/reference/ from crds/
     python -m zsp_operator.tools.refdocs --check    # exit 1 when docs/reference/ is stale
@@ -157,11 +157,12 @@ def build_reference(crd: dict[str, Any], file: str, *, strict: bool = True) -> K
             continue
         for path, node, required in _walk(top_node, top, top in top_required):
             ref.rules.extend(_rules_of(node, path))
-            # The field's own schema text, else ours, else what its items' type says.
+            # Ours, written for the field; else the schema's (often its type's docstring), else
+            # what the type of its items says.
             items = node.get("items")
             texts = [
-                node.get("description", ""),
                 docs.get(path, ""),
+                node.get("description", ""),
                 items.get("description", "") if isinstance(items, dict) else "",
             ]
             text = next((t.strip() for t in texts if t.strip()), "")
