@@ -5,13 +5,16 @@ when it is not); every field of every kind is described and no description names
 the CRDs lost; the generator's rendering of types, defaults, requirements and CEL rules;
 `mkdocs build --strict` succeeds (so every page is in the navigation and every link and
 anchor resolves), and the lifecycle diagram reaches the page as a diagram, not as code;
-every test file and test function the pages cite (the threat model's evidence) exists.
+the strict build does fail on a broken link, a broken anchor and a page left out of the
+navigation; every test file and test function the pages cite (the threat model's evidence)
+exists.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -145,17 +148,22 @@ def test_a_description_of_a_field_the_crd_lost_fails(monkeypatch: pytest.MonkeyP
         refdocs.build_reference(crd, "tiny.yaml")
 
 
-def test_the_site_builds_strictly(tmp_path: Path) -> None:
-    site = tmp_path / "site"
-    result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)],
-        cwd=ROOT,
+def _build(project: Path, site: Path) -> subprocess.CompletedProcess[str]:
+    # Never --quiet: it drops the warnings, and --strict then has nothing to fail on.
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=project,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
+
+
+def test_the_site_builds_strictly(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    result = _build(ROOT, site)
     assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
     concepts = (site / "concepts" / "index.html").read_text(encoding="utf-8")
     assert 'class="mermaid"' in concepts, (
@@ -190,3 +198,22 @@ def test_every_test_the_docs_cite_exists() -> None:
             ):
                 missing.append(f"{page.name}: {file} has no {function}")
     assert not missing, "\n".join(missing)
+
+
+@pytest.mark.parametrize(
+    ("page", "text", "complaint"),
+    [
+        ("index.md", "[a page that is not there](nowhere.md)", "nowhere.md"),
+        ("index.md", "[an anchor that is not there](concepts.md#nowhere)", "#nowhere"),
+        ("stray.md", "# A page the navigation leaves out", "stray.md"),
+    ],
+    ids=["broken-link", "broken-anchor", "page-not-in-nav"],
+)
+def test_the_strict_build_fails_on_what_it_must(tmp_path: Path, page: str, text: str, complaint: str) -> None:
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    with (tmp_path / "docs" / page).open("a", encoding="utf-8") as handle:
+        handle.write(f"\n{text}\n")
+    result = _build(tmp_path, tmp_path / "site")
+    assert result.returncode != 0, "the strict build let it through"
+    assert complaint in result.stderr
