@@ -95,11 +95,12 @@ def served_api_versions() -> dict[str, list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     commit = git_commit()
-    report = {
+    served = served_api_versions()
+    report: dict[str, object] = {
         "version": package_version(),
         "gitCommit": commit,
         "python": platform.python_version(),
-        "apiVersions": served_api_versions(),
+        "apiVersions": served,
     }
     if args.output == "json":
         print(json.dumps(report, indent=2))
@@ -107,6 +108,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"zsp-operator {report['version']}")
     print(f"git commit:   {commit or 'unknown'}")
     print(f"python:       {report['python']}")
-    for api_version, kinds in report["apiVersions"].items():
+    for api_version, kinds in served.items():
         print(f"serves:       {api_version} ({', '.join(kinds)})")
     return 0
