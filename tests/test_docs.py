@@ -7,7 +7,7 @@ the CRDs lost; the generator's rendering of types, defaults, requirements and CE
 anchor resolves), and the lifecycle diagram reaches the page as a diagram, not as code;
 the strict build does fail on a broken link, a broken anchor and a page left out of the
 navigation; every test file and test function the pages cite (the threat model's evidence)
-exists.
+exists; the policy and request the guide walks through are allowed by `zsp check`.
 """
 
 from __future__ import annotations
@@ -217,3 +217,36 @@ def test_the_strict_build_fails_on_what_it_must(tmp_path: Path, page: str, text:
     result = _build(tmp_path, tmp_path / "site")
     assert result.returncode != 0, "the strict build let it through"
     assert complaint in result.stderr
+
+
+def test_the_guides_first_policy_allows_its_request(tmp_path: Path) -> None:
+    """docs/policies.md walks through one policy and one request: `zsp check` must allow it."""
+    blocks = re.findall(
+        r"```yaml\n(.*?)```", (ROOT / "docs" / "policies.md").read_text(encoding="utf-8"), re.S
+    )
+    policy = next(b for b in blocks if "kind: AccessPolicy" in b)
+    request = next(b for b in blocks if "kind: AccessRequest" in b)
+    (tmp_path / "policy.yaml").write_text(policy, encoding="utf-8")
+    (tmp_path / "request.yaml").write_text(request, encoding="utf-8")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zsp_operator",
+            "check",
+            "--policy",
+            str(tmp_path / "policy.yaml"),
+            "--request",
+            str(tmp_path / "request.yaml"),
+            "--namespace-labels",
+            "team=payments,zsp.dev/environment=staging",
+            "--as",
+            "system:serviceaccount:ci:pipeline",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'ALLOWED by policy "ci-deployers"' in result.stdout
