@@ -7,7 +7,8 @@ for a break-glass request's use, end, failure and denial, never for an ordinary 
 unknown event is refused at admission naming the field and the fix; the message of each event
 says who asks, for whom, what (the rules in one line), where, how long, why, approvals so far
 and needed, and carries the approve and deny commands only when an approval is needed;
-credential-shaped text a person wrote is redacted.
+credential-shaped text a person wrote is redacted; what a message says is built from the request,
+the decision, the approvals tally or the grant.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import core_factories as factories
 import pytest
 
 from zsp_operator.core import notify as n
 from zsp_operator.core.admission import admit_policy
+from zsp_operator.core.approvals import Tally
 from zsp_operator.core.errors import InvalidObject, parse
 from zsp_operator.core.models import NamespacedName, NotifyRoute, PolicyRule, UserInfo
+from zsp_operator.core.policy import Decision, Outcome
 
 HOOK = {"webhook": "https://hooks.example/zsp"}
 SLACK = {"apprise": "slack://T000/B000/XXXX/#leads"}
@@ -197,3 +201,74 @@ def test_a_reason_with_a_token_never_reaches_the_message() -> None:
     msg = n.message("issueFailed", about)
     assert JWT not in msg.text
     assert JWT not in str(msg.data)
+
+
+# --- what a message says, from the request, the decision, the tally or the grant -------------
+
+DEPLOY = (
+    PolicyRule(api_groups=["apps"], resources=["deployments"], verbs=["get", "list", "patch", "update"]),
+)
+PENDING = Decision(
+    Outcome.PENDING,
+    "allowed once approved",
+    "ci-deployers",
+    ttl=timedelta(minutes=10),
+    permission="deploy",
+    rules=DEPLOY,
+    approvals_required=2,
+)
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (
+            lambda: n.about_request(factories.request(), PENDING),
+            {
+                "who asks: system:serviceaccount:ci:pipeline",
+                "for: ServiceAccount ci/deployer",
+                "what: deploy (apps/deployments: get,list,patch,update)",
+                "how long: 10m",
+                "policy: ci-deployers",
+                "approvals: 0 of 2 (none yet)",
+            },
+        ),
+        (
+            lambda: n.about_request(
+                factories.request(),
+                tally=Tally(approved=True, denied_by=None, counted=("alice", "bob"), ignored=(), missing=0),
+            ),
+            {"approvals: 2 of 2 (alice, bob)", "reason: deploy build 4711 (pipeline run 88)"},
+        ),
+        (
+            lambda: n.about_request(
+                factories.request(
+                    {
+                        "permission": None,
+                        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+                        **factories.EPHEMERAL,
+                    }
+                ),
+                outcome="failed at Role: forbidden",
+            ),
+            {
+                "for: an ephemeral ServiceAccount",
+                "what: core/configmaps: get",
+                "outcome: failed at Role: forbidden",
+            },
+        ),
+        (
+            lambda: n.about_grant(factories.grant(identity=None), None, "Expired: TTL reached"),
+            {
+                "for: an ephemeral ServiceAccount",
+                "until: 2026-03-01T12:05:00.000000Z",
+                "policy: ci-deployers",
+                "outcome: Expired: TTL reached",
+            },
+        ),
+    ],
+)
+def test_what_a_message_says_about_a_request_or_grant(build: Any, expected: set[str]) -> None:
+    about = build()
+    lines = set(n.message("approvalNeeded", about).lines)
+    assert expected <= lines, sorted(expected - lines)

@@ -18,16 +18,22 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from zsp_operator.core.approvals import Tally
 from zsp_operator.core.durations import format_duration
 from zsp_operator.core.models import (
     NOTIFY_EVENTS,
+    AccessRequest,
+    AccessRequestStatus,
     Model,
     NamespacedName,
     NonEmpty,
     NotifyRoute,
     PolicyRule,
+    TaskGrant,
     UserInfo,
+    format_time,
 )
+from zsp_operator.core.policy import Decision
 
 __all__ = [
     "APPROVAL_NEEDED",
@@ -44,6 +50,8 @@ __all__ = [
     "NotifyConfig",
     "Subject",
     "Target",
+    "about_grant",
+    "about_request",
     "describe_rules",
     "message",
     "redact",
@@ -291,4 +299,74 @@ def message(event: str, about: Subject) -> Message:
         lines=tuple(lines),
         data={k: v for k, v in data.items() if v is not None},
         warning=warning,
+    )
+
+
+def _approvers(request: AccessRequest, tally: Tally | None) -> tuple[str, ...]:
+    if tally is not None:
+        return tally.counted
+    return tuple(dict.fromkeys(a.username for a in request.status.approvals if a.decision == "approve"))
+
+
+def about_request(
+    request: AccessRequest,
+    decision: Decision | None = None,
+    *,
+    tally: Tally | None = None,
+    outcome: str | None = None,
+) -> Subject:
+    """What a notification says about a request: its spec, what status knows, the decision."""
+    spec, status = request.spec, request.status
+    needed = len(tally.counted) + tally.missing if tally is not None else 0
+    if decision is not None:
+        needed = needed or decision.approvals_required
+        rules = tuple(decision.rules)
+    else:
+        rules = tuple(spec.rules or status.permission_rules or ())
+    return Subject(
+        name=request.name,
+        namespace=request.namespace,
+        uid=request.metadata.uid,
+        policy=(decision.policy if decision is not None else status.policy) or None,
+        requester=status.requester,
+        grantee=status.identity or spec.grantee.service_account,
+        ephemeral=spec.grantee.ephemeral is not None,
+        permission=(decision.permission if decision is not None else None) or spec.permission,
+        rules=rules,
+        cluster_role=decision.cluster_role if decision is not None else None,
+        ttl=(decision.ttl if decision is not None else None) or spec.ttl,
+        reason=spec.reason,
+        approvals=_approvers(request, tally),
+        approvals_needed=needed,
+        expires_at=format_time(status.expires_at) if status.expires_at else None,
+        break_glass=bool(decision.break_glass if decision is not None else status.break_glass),
+        persistence_capable=bool(
+            decision.persistence_capable if decision is not None else status.persistence_capable
+        ),
+        outcome=outcome,
+    )
+
+
+def about_grant(grant: TaskGrant, status: AccessRequestStatus | None, outcome: str | None) -> Subject:
+    """What a notification says about a grant: its own spec, which the teardown trusted."""
+    spec = grant.spec
+    approvals = tuple(
+        dict.fromkeys(a.username for a in (status.approvals if status else []) if a.decision == "approve")
+    )
+    return Subject(
+        name=spec.request.name,
+        namespace=grant.namespace,
+        uid=spec.request.uid,
+        policy=spec.policy,
+        requester=spec.requester,
+        grantee=spec.identity,
+        ephemeral=spec.mode == "ephemeral",
+        permission=spec.permission,
+        rules=tuple(spec.rules),
+        cluster_role=spec.cluster_role,
+        approvals=approvals,
+        expires_at=format_time(spec.expires_at),
+        break_glass=spec.break_glass,
+        persistence_capable=spec.persistence_capable,
+        outcome=outcome,
     )

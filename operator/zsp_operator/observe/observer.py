@@ -74,76 +74,6 @@ def _who(request: AccessRequest) -> str:
     return f"{identity.namespace}/{identity.name}" if identity else "an ephemeral ServiceAccount"
 
 
-def _approvers(request: AccessRequest, tally: Tally | None) -> tuple[str, ...]:
-    if tally is not None:
-        return tally.counted
-    return tuple(dict.fromkeys(a.username for a in request.status.approvals if a.decision == "approve"))
-
-
-def _about_request(
-    request: AccessRequest,
-    decision: Decision | None = None,
-    *,
-    tally: Tally | None = None,
-    outcome: str | None = None,
-) -> n.Subject:
-    """What a notification says about a request: its spec, what status knows, the decision."""
-    spec, status = request.spec, request.status
-    needed = len(tally.counted) + tally.missing if tally is not None else 0
-    if decision is not None:
-        needed = needed or decision.approvals_required
-        rules = tuple(decision.rules)
-    else:
-        rules = tuple(spec.rules or status.permission_rules or ())
-    return n.Subject(
-        name=request.name,
-        namespace=request.namespace,
-        uid=request.metadata.uid,
-        policy=(decision.policy if decision is not None else status.policy) or None,
-        requester=status.requester,
-        grantee=status.identity or spec.grantee.service_account,
-        ephemeral=spec.grantee.ephemeral is not None,
-        permission=(decision.permission if decision is not None else None) or spec.permission,
-        rules=rules,
-        cluster_role=decision.cluster_role if decision is not None else None,
-        ttl=(decision.ttl if decision is not None else None) or spec.ttl,
-        reason=spec.reason,
-        approvals=_approvers(request, tally),
-        approvals_needed=needed,
-        expires_at=format_time(status.expires_at) if status.expires_at else None,
-        break_glass=bool(decision.break_glass if decision is not None else status.break_glass),
-        persistence_capable=bool(
-            decision.persistence_capable if decision is not None else status.persistence_capable
-        ),
-        outcome=outcome,
-    )
-
-
-def _about_grant(grant: TaskGrant, status: AccessRequestStatus | None, outcome: str | None) -> n.Subject:
-    """What a notification says about a grant: its own spec, which the teardown trusted."""
-    spec = grant.spec
-    approvals = tuple(
-        dict.fromkeys(a.username for a in (status.approvals if status else []) if a.decision == "approve")
-    )
-    return n.Subject(
-        name=spec.request.name,
-        namespace=grant.namespace,
-        uid=spec.request.uid,
-        policy=spec.policy,
-        requester=spec.requester,
-        grantee=spec.identity,
-        ephemeral=spec.mode == "ephemeral",
-        permission=spec.permission,
-        rules=tuple(spec.rules),
-        cluster_role=spec.cluster_role,
-        approvals=approvals,
-        expires_at=format_time(spec.expires_at),
-        break_glass=spec.break_glass,
-        persistence_capable=spec.persistence_capable,
-        outcome=outcome,
-    )
-
-
 class Observer:
     def __init__(
         self,
@@ -257,12 +187,12 @@ class Observer:
                 if request.spec.policy == decision.policy
                 else dataclasses.replace(decision, policy=None)
             )
-            self._notify(n.DENIED, _about_request(request, named, outcome=decision.reason))
+            self._notify(n.DENIED, n.about_request(request, named, outcome=decision.reason))
         elif outcome == "pending":
             needed = decision.approvals_required
             reason = r.APPROVAL_REQUIRED
             message = f"policy {decision.policy} requires {needed} approval(s): {decision.reason}"
-            self._notify(n.APPROVAL_NEEDED, _about_request(request, decision))
+            self._notify(n.APPROVAL_NEEDED, n.about_request(request, decision))
         else:
             reason, message = r.REQUEST_ALLOWED, f"allowed by policy {decision.policy}: {decision.reason}"
         await self._tell(
@@ -310,12 +240,12 @@ class Observer:
         )
         if denial and counted:
             self._notify(
-                n.DENIED, _about_request(request, tally=tally, outcome=f"denied by {record.username}")
+                n.DENIED, n.about_request(request, tally=tally, outcome=f"denied by {record.username}")
             )
         elif tally is not None and tally.approved:
             self._notify(
                 n.APPROVED,
-                _about_request(request, tally=tally, outcome=f"approved by {', '.join(tally.counted)}"),
+                n.about_request(request, tally=tally, outcome=f"approved by {', '.join(tally.counted)}"),
             )
         verb = "denied" if denial else "approved"
         message = f"AccessRequest {request.namespace}/{request.name} {verb} by {record.username}"
@@ -342,7 +272,7 @@ class Observer:
             message=message,
             final=True,
         )
-        self._notify(n.TIMED_OUT, _about_request(request, outcome=message))
+        self._notify(n.TIMED_OUT, n.about_request(request, outcome=message))
         await self._tell(
             [_request_target(request)],
             r.APPROVAL_TIMED_OUT,
@@ -380,7 +310,7 @@ class Observer:
             issuedAt=format_time(grant.status.issued_at) if grant.status.issued_at else None,
             latencySeconds=round(latency, 6) if latency is not None else None,
         )
-        about = _about_grant(grant, request.status, None)
+        about = n.about_grant(grant, request.status, None)
         about = dataclasses.replace(about, reason=request.spec.reason, ttl=request.spec.ttl)
         self._notify(n.ISSUED, about)
         if spec.break_glass:
@@ -427,7 +357,7 @@ class Observer:
             lagSeconds=round(lag, 6) if lag is not None else None,
             tokenCredentialId=token_credential_id or grant.status.token_credential_id,
         )
-        self._notify(n.ENDED, _about_grant(grant, request_status, f"{reason}: {message}"))
+        self._notify(n.ENDED, n.about_grant(grant, request_status, f"{reason}: {message}"))
         text = f"TaskGrant {grant.name} revoked ({reason}): {message}"
         if lag is not None:
             text += f"; binding removed {lag:.3f}s after expiresAt"
@@ -439,7 +369,7 @@ class Observer:
         """Issuance failed at `step` and was rolled back (audit `failed`, Event GrantFailed)."""
         self.metrics.issue_failures.labels(step).inc()
         self.audit.write(a.FAILED, **records.of_request(request, Phase.FAILED), step=step, message=message)
-        self._notify(n.ISSUE_FAILED, _about_request(request, outcome=f"failed at {step}: {message}"))
+        self._notify(n.ISSUE_FAILED, n.about_request(request, outcome=f"failed at {step}: {message}"))
         await self._tell(
             [_request_target(request)],
             r.GRANT_FAILED,
