@@ -7,7 +7,8 @@ the CRDs lost; the generator's rendering of types, defaults, requirements and CE
 anchor resolves), and the lifecycle diagram reaches the page as a diagram, not as code;
 the strict build does fail on a broken link, a broken anchor and a page left out of the
 navigation; every test file and test function the pages cite (the threat model's evidence)
-exists; the policy and request the guide walks through are allowed by `zsp check`.
+exists, and so does every repository path and module the pages name (`examples/...`,
+`engine/revoker.py`); the policy and request the guide walks through are allowed by `zsp check`.
 """
 
 from __future__ import annotations
@@ -245,3 +246,27 @@ def test_the_guides_first_policy_allows_its_request(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert 'ALLOWED by policy "ci-deployers"' in result.stdout
+
+
+# Paths the pages name in code spans: repository paths, and modules relative to the package.
+REPO_PATH = re.compile(r"`((?:examples|charts|deploy|crds|bench|operator|tests|docs)/[^`\s]*)`")
+MODULE_PATH = re.compile(
+    r"(?<![\w/])((?:core|engine|kube|observe|handlers|process|tools|serving|cli|sim)/[\w/]+\.py)"
+)
+
+
+def test_every_path_the_docs_name_exists() -> None:
+    missing = []
+    named_at_all = 0
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        named_at_all += len(REPO_PATH.findall(text)) + len(MODULE_PATH.findall(text))
+        for named in REPO_PATH.findall(text):
+            path = named.split("::")[0].rstrip(".,:;)")
+            if not any(c in path for c in "<*{") and not (ROOT / path).exists():
+                missing.append(f"{page.relative_to(ROOT)}: {path}")
+        for module in MODULE_PATH.findall(text):
+            if not (ROOT / "operator" / "zsp_operator" / module).is_file():
+                missing.append(f"{page.relative_to(ROOT)}: {module} (under operator/zsp_operator/)")
+    assert named_at_all > 50, "the pages name the files they describe"
+    assert not missing, "the docs name paths that do not exist:\n" + "\n".join(missing)
