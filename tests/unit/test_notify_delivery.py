@@ -7,7 +7,8 @@ URL; a dead target holds at most `queue` messages (the rest are dropped and coun
 another target keeps delivering; close() drains what it can within its bound and stops;
 the routes file loads from YAML and a mistake names the file and the field; the CloudEvent
 of a message carries its type, subject, a stable id and the message as data; every routes file
-docs/notifications.md shows loads, and Apprise accepts each of its URLs.
+docs/notifications.md shows loads, and Apprise accepts each of its URLs; a changed routes file
+is used from the next message on, a broken one is logged and the previous routes stay.
 """
 
 from __future__ import annotations
@@ -186,3 +187,35 @@ def test_every_routes_file_in_the_docs_loads_and_reaches_its_services(text: str,
 
 def test_the_docs_show_two_routes_files() -> None:
     assert len(_doc_routes_files()) == 2
+
+
+async def test_a_changed_routes_file_is_reloaded_and_a_broken_one_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: dict[str, Recorder] = {}
+
+    def fake_transport(target: n.Target, timeout: float) -> Recorder:
+        return made.setdefault(target.webhook or "", Recorder())
+
+    monkeypatch.setattr(delivery, "transport_for", fake_transport)
+    path = tmp_path / "routes.yaml"
+    path.write_text("targets: {a: {webhook: 'http://a'}}\nroutes: [{events: [issued], targets: [a]}]\n")
+    notes = delivery.Notifier.from_file(str(path), Metrics(), reload_every=0)
+    notes.notify("issued", n.Subject(name="r1", namespace="ns", uid="u1"))
+    await _until(lambda: made["http://a"].sent)
+
+    # As a Secret volume does: the new file replaces the old one.
+    new = tmp_path / "new.yaml"
+    new.write_text("targets: {b: {webhook: 'http://b'}}\nroutes: [{events: [issued], targets: [b]}]\n")
+    new.replace(path)
+    notes.notify("issued", n.Subject(name="r2", namespace="ns", uid="u2"))
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("targets: {b: {webhook: 'http://b'}}\nroutes: [{events: [isued], targets: [b]}]\n")
+    broken.replace(path)
+    notes.notify("issued", n.Subject(name="r3", namespace="ns", uid="u3"))
+    await notes.close()
+
+    assert [m.request_uid for m in made["http://a"].sent] == ["u1"]
+    assert [m.request_uid for m in made["http://b"].sent] == ["u2", "u3"], "a broken file changes nothing"
+    assert set(notes.config.targets) == {"b"}

@@ -25,7 +25,7 @@ from zsp_operator.engine.view import ClusterView
 from zsp_operator.kube import Kube
 from zsp_operator.observe.auditlog import AuditLog
 from zsp_operator.observe.metrics import Metrics
-from zsp_operator.observe.notify import Notifier, load_config
+from zsp_operator.observe.notify import Notifier
 from zsp_operator.observe.observer import Observer
 from zsp_operator.settings import Settings
 
@@ -94,8 +94,8 @@ class Controller:
         metrics = metrics or Metrics()
         notifier = None
         if settings.notify_config:
-            notifier = Notifier(
-                load_config(settings.notify_config),
+            notifier = Notifier.from_file(
+                settings.notify_config,
                 metrics,
                 attempts=settings.notify_attempts,
                 queue=settings.notify_queue,

@@ -26,10 +26,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import yaml
@@ -52,6 +54,17 @@ from zsp_operator.kube import retry
 from zsp_operator.observe.metrics import Metrics
 
 log = logging.getLogger(__name__)
+RELOAD_SECONDS = 10.0  # at most this often the routes file is looked at for a change
+
+
+def _stamp(path: str) -> tuple[int, int, int] | None:
+    """What tells a changed file: a Secret volume swaps a symlink, so inode and mtime move."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return (found.st_ino, found.st_mtime_ns, found.st_size)
+
 
 CLOUDEVENT_TYPE_PREFIX = "dev.zsp.accessrequest."
 DRAIN_SECONDS = 2.0  # how long a stopping operator keeps delivering queued messages
@@ -149,6 +162,17 @@ def transport_for(target: Target, timeout: float) -> Transport:
     return AppriseTransport(target.apprise or [], timeout)
 
 
+def transports_for(config: NotifyConfig, timeout: float) -> dict[str, Transport]:
+    """A transport per target; a URL no transport understands is an error naming the target."""
+    made: dict[str, Transport] = {}
+    for name, target in config.targets.items():
+        try:
+            made[name] = transport_for(target, timeout)
+        except ValueError as err:
+            raise ValueError(f"notification target {name}: {err}") from None
+    return made
+
+
 class _Lane:
     """One target's bounded queue and its worker, started on the running loop when first used."""
 
@@ -173,18 +197,24 @@ class Notifier:
         timeout: float = 10.0,
         retry_cap: float = retry.CAP,
         transports: dict[str, Transport] | None = None,
+        path: str | None = None,
+        reload_every: float = RELOAD_SECONDS,
     ) -> None:
         self.config = config
         self.metrics = metrics
         self.attempts = attempts
         self.timeout = timeout
         self.retry_cap = retry_cap
+        self.limit = queue
         self.warn: Warn | None = None
-        made = transports or {}
-        self._lanes = {
-            name: _Lane(name, made.get(name) or transport_for(target, timeout), queue)
-            for name, target in config.targets.items()
-        }
+        made = transports if transports is not None else transports_for(config, timeout)
+        self._lanes = {name: _Lane(name, made[name], queue) for name in config.targets}
+        # The file the routes came from: a mounted Secret is updated in place, so it is re-read
+        # when it changes (looked at, at most every `reload_every` seconds, when a message comes).
+        self._path = path
+        self._reload_every = reload_every
+        self._next_look = time.monotonic() + reload_every
+        self._stamp = _stamp(path) if path else None
         self._queued: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._unknown: set[str] = set()  # targets policies name that the file lacks, logged once each
 
@@ -192,6 +222,7 @@ class Notifier:
         self, event: str, about: Subject, policy_routes: Sequence[NotifyRoute] = (), *, force: bool = False
     ) -> None:
         """Queue the message of `event` for every target routed to it, once per request; never waits."""
+        self._reload_if_changed()
         for name in set(unknown_targets(self.config, policy_routes)) - self._unknown:
             self._unknown.add(name)
             log.warning(
@@ -263,6 +294,44 @@ class Notifier:
         log.warning("%s (%s)", text, msg.title)
         if self.warn is not None:
             await self.warn(msg, "NotificationFailed", text)
+
+    @classmethod
+    def from_file(cls, path: str, metrics: Metrics, **options: Any) -> Notifier:
+        """The notifier of a routes file, which it re-reads when the file changes."""
+        return cls(load_config(path), metrics, path=path, **options)
+
+    def _reload_if_changed(self) -> None:
+        if self._path is None or time.monotonic() < self._next_look:
+            return
+        self._next_look = time.monotonic() + self._reload_every
+        stamp = _stamp(self._path)
+        if stamp is None or stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            config = load_config(self._path)
+            made = transports_for(config, self.timeout)
+        except ValueError as err:
+            log.warning("notification routes not reloaded, the previous ones stay in force: %s", err)
+            return
+        self.reload(config, made)
+
+    def reload(self, config: NotifyConfig, transports: dict[str, Transport]) -> None:
+        """Use new routes and targets: a target kept keeps its queue (a changed URL applies to
+        what waits in it); a target removed stops, and what waited for it is dropped."""
+        for name in set(self._lanes) - set(config.targets):
+            lane = self._lanes.pop(name)
+            if lane.task is not None:
+                lane.task.cancel()
+            log.info("notification target %s removed from the routes file", name)
+        for name in config.targets:
+            if name in self._lanes:
+                self._lanes[name].transport = transports[name]
+            else:
+                self._lanes[name] = _Lane(name, transports[name], self.limit)
+        self.config = config
+        self._unknown.clear()
+        log.info("notification routes reloaded: %d target(s)", len(config.targets))
 
     async def close(self) -> None:
         """Deliver what is queued (for at most `DRAIN_SECONDS`), then stop."""
