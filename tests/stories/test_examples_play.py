@@ -208,7 +208,7 @@ async def may_read_secret(cluster: Cluster, token: str, namespace: str, name: st
 
 async def test_ci_pipeline_step_deploys_within_its_job(cluster: Cluster, tmp_path: Path) -> None:
     async with example(cluster, "ci-pipeline", "payments") as ex, running_operator(cluster):
-        ci, target, build = ex.ns("ci"), ex.ns("payments-staging"), f"b{ex.suffix}"
+        ci, target, build = ex.ns("ci"), ex.ns("payments-staging"), "4711"  # namespaces are the story's own
         name = f"deploy-{build}"
         deployer = await ex.token("ci", "deployer")
         pipeline = ex.kubeconfig_file(tmp_path, "pipeline", await ex.token("ci", "pipeline"))
