@@ -218,9 +218,7 @@ class Notifier:
         self._queued: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._unknown: set[str] = set()  # targets policies name that the file lacks, logged once each
 
-    def notify(
-        self, event: str, about: Subject, policy_routes: Sequence[NotifyRoute] = (), *, force: bool = False
-    ) -> None:
+    def notify(self, event: str, about: Subject, policy_routes: Sequence[NotifyRoute] = ()) -> None:
         """Queue the message of `event` for every target routed to it, once per request; never waits."""
         self._reload_if_changed()
         for name in set(unknown_targets(self.config, policy_routes)) - self._unknown:
@@ -236,7 +234,7 @@ class Notifier:
         msg = message(event, about)
         for name in names:
             key = (about.uid, event, name)
-            if key in self._queued and not force:
+            if key in self._queued:
                 continue
             self._queued[key] = None
             while len(self._queued) > _REMEMBERED:
@@ -276,8 +274,12 @@ class Notifier:
         for attempt in range(self.attempts):
             try:
                 await asyncio.wait_for(lane.transport.send(msg), self.timeout)
-            except (DeliveryError, TimeoutError, OSError) as err:
-                why = str(err) or f"no answer within {self.timeout:g}s"
+            except DeliveryError as err:
+                why = str(err)
+            except TimeoutError:
+                why = f"no answer within {self.timeout:g}s"
+            except OSError as err:  # its text may name the address: say only what kind it is
+                why = f"could not reach the service ({type(err).__name__})"
             except Exception as err:  # a transport's own bug must not stop the lane
                 why = f"unexpected {type(err).__name__}"
                 log.exception("notification to target %s failed unexpectedly", lane.name)
