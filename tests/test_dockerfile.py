@@ -1,6 +1,6 @@
 """The operator image's Dockerfile, checked statically (no image can be built here).
 
-Covered: at least two stages, every base pinned to an exact version (or a digest), never
+Covered: at least two stages from one base, every base pinned to an exact version (or a digest), never
 `latest`; the runtime stage copies only the built environment from the build stage, runs as a
 numeric non-root user equal to the chart's podSecurityContext (runAsUser, runAsGroup), is not
 switched back to root, writes no bytecode at run time (readOnlyRootFilesystem), puts `zsp` on
@@ -95,6 +95,11 @@ def test_every_base_is_pinned(stage: Stage) -> None:
     assert PINNED.match(stage.base), f"{stage.base}: pin an exact version or a digest"
     assert ":" in stage.base or "@sha256:" in stage.base
     assert not stage.base.endswith(":latest")
+
+
+def test_both_stages_share_the_base() -> None:
+    """The runtime runs the virtual environment with the interpreter it was made with."""
+    assert len({stage.base for stage in STAGES}) == 1
 
 
 def test_the_runtime_takes_only_the_built_environment() -> None:

@@ -4,7 +4,8 @@ Security Standards, and it reads plain manifests, so it scans exactly what `helm
 renders).
 
 Covered: the chart rendered with its defaults, with every optional part switched on, and
-with the image pinned by digest, scanned with checkov's whole Kubernetes framework; every
+with the image pinned by digest, scanned with checkov's whole Kubernetes framework, and the
+operator image's Dockerfile with its Dockerfile framework; every
 failed check is one of tests/chart/accepted-findings.yaml, each of which carries its reason
 and still fires (none is stale); the digest variant passes the digest check.
 
@@ -28,6 +29,7 @@ import yaml
 from chartkit import chart_values, render
 
 ACCEPTED = Path(__file__).resolve().parent / "accepted-findings.yaml"
+DOCKERFILE = Path(__file__).resolve().parents[2] / "Dockerfile"
 DIGEST = "sha256:" + "0" * 64
 
 
@@ -56,28 +58,34 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+def run_checkov(binary: str, *target: str) -> list[dict[str, Any]]:
+    """[{check, resource, result}] for every check checkov ran on the target."""
+    done = subprocess.run(
+        [binary, *target, "--output", "json", "--compact", "--skip-download"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr[-2000:]  # 1: some check failed
+    report = json.loads(done.stdout) if done.stdout.strip() else {}
+    checks = (report or {}).get("results", {})
+    results = [
+        {"check": c["check_id"], "resource": c["resource"], "result": outcome}
+        for outcome, key in (("failed", "failed_checks"), ("passed", "passed_checks"))
+        for c in checks.get(key, [])
+    ]
+    assert results, f"checkov ran no check on {target}: {done.stderr[-2000:]}"
+    return results
+
+
 @pytest.fixture(scope="module")
 def scan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
-    """checkov's results per variant: [{check, resource, result}] for every check run."""
+    """checkov's results per chart variant, and for the Dockerfile."""
     binary = checkov()
     results: dict[str, list[dict[str, Any]]] = {}
     for variant, values in VARIANTS.items():
         folder = tmp_path_factory.mktemp(f"chart-{variant}")
         (folder / "rendered.yaml").write_text(yaml.safe_dump_all(render(values).docs), encoding="utf-8")
-        done = subprocess.run(
-            [binary, "--directory", str(folder), "--framework", "kubernetes", "--output", "json",
-             "--compact", "--skip-download"],
-            capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-        assert done.returncode in (0, 1), done.stderr[-2000:]  # 1: some check failed
-        report = json.loads(done.stdout) if done.stdout.strip() else {}
-        checks = (report or {}).get("results", {})
-        results[variant] = [
-            {"check": c["check_id"], "resource": c["resource"], "result": outcome}
-            for outcome, key in (("failed", "failed_checks"), ("passed", "passed_checks"))
-            for c in checks.get(key, [])
-        ]
-        assert results[variant], f"checkov ran no check on the {variant} rendering: {done.stderr[-2000:]}"
+        results[variant] = run_checkov(binary, "--directory", str(folder), "--framework", "kubernetes")
+    results["dockerfile"] = run_checkov(binary, "--file", str(DOCKERFILE), "--framework", "dockerfile")
     return results
 
 
@@ -97,10 +105,8 @@ def test_every_accepted_finding_says_why() -> None:
         assert len(entry["reason"].split()) >= 12, f"{entry['check']}: explain it"
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_the_rendered_chart_has_no_unexplained_finding(
-    scan: dict[str, list[dict[str, Any]]], variant: str
-) -> None:
+@pytest.mark.parametrize("variant", [*sorted(VARIANTS), "dockerfile"])
+def test_no_unexplained_finding(scan: dict[str, list[dict[str, Any]]], variant: str) -> None:
     failed = {(f["check"], f["resource"]) for f in scan[variant] if f["result"] == "failed"}
     unexplained = {finding for finding in failed if not any(covers(e, *finding) for e in accepted())}
     assert unexplained == set(), f"findings without an entry in {ACCEPTED.name}"
