@@ -1,13 +1,16 @@
-"""A security scan of the rendered chart, with checkov (Bridgecrew/Prisma Cloud's open-source
-policy-as-code scanner, on PyPI; its Kubernetes checks cover the CIS benchmark and the Pod
-Security Standards, and it reads plain manifests, so it scans exactly what `helm template`
-renders).
+"""A security scan of the rendered chart and of the operator image's Dockerfile, with checkov.
+
+Why checkov: an actively maintained open-source scanner on PyPI (Apache-2.0, released
+weekly) whose Kubernetes checks cover pod security (privileges, capabilities, root, probes,
+resources, images) and RBAC (escalate, bind, webhooks, secrets), with a Dockerfile framework
+too; it reads plain manifests, so it scans exactly what `helm template` renders, offline
+(`--skip-download`).
 
 Covered: the chart rendered with its defaults, with every optional part switched on, and
-with the image pinned by digest, scanned with checkov's whole Kubernetes framework, and the
-operator image's Dockerfile with its Dockerfile framework; every
-failed check is one of tests/chart/accepted-findings.yaml, each of which carries its reason
-and still fires (none is stale); the digest variant passes the digest check.
+with the image pinned by digest (checkov's whole Kubernetes framework), and the Dockerfile
+(its Dockerfile framework); every failed check is one of tests/chart/accepted-findings.yaml,
+each of which carries its reason and still fires (none is stale); the digest variant passes
+the digest check.
 
 checkov is not a test dependency (it pins dozens of packages of its own): `.ci/run` installs
 it into a virtual environment of its own and names it in ZSP_CHECKOV. Without it the scan
