@@ -131,10 +131,10 @@ def first_unmet(
     An evaluation error (a missing key, a type the data did not have) is a condition not
     met: access is only ever given on a plain `true`.
     """
-    data = inputs.data(now)
+    activation = _ENV.Activation(inputs.data(now))  # converted once for all the conditions
     for index, condition in enumerate(conditions):
         try:
-            value = compile_condition(condition.expression).eval(data=data)
+            value = compile_condition(condition.expression).eval(activation)
         except (ConditionError, RuntimeError) as err:
             return Unmet(condition.name, index, f"could not be evaluated: {_describe(str(err))}")
         if value.type() == _T.ERROR:
