@@ -9,7 +9,8 @@ and deny commands, who asks, for whom, what, where, how long, why and the approv
 and needed, then once more when approved, and the webhook gets the grant's CloudEvents;
 break-glass notifies its route on use and on end although its policy names no route; a
 failing receiver is retried and counted, a hanging one gives up after its attempts with a
-Warning Event and a failure count, and neither delays the grant nor its revocation; every
+Warning Event and a failure count, and neither delays the grant nor its revocation; an
+approver's denial and an approval timeout are told once each; every
 message any story sent carries no JWT, no kubeconfig, no Secret data, no target URL or header.
 """
 
@@ -47,8 +48,14 @@ KUBECONFIG_MARKS = (
 )
 
 
-def approvals(required: int) -> dict[str, Any]:
-    return {"approval": {"required": required, "approvers": [{"kind": "Group", "name": "platform-leads"}]}}
+def approvals(required: int, timeout: str = "30m") -> dict[str, Any]:
+    return {
+        "approval": {
+            "required": required,
+            "approvers": [{"kind": "Group", "name": "platform-leads"}],
+            "timeout": timeout,
+        }
+    }
 
 
 async def people_may_approve(w: World) -> None:
@@ -71,12 +78,10 @@ async def people_may_approve(w: World) -> None:
     )
 
 
-async def approve_as(w: World, person: str, request: str) -> None:
-    """`kubectl zsp approve`, as that person: the webhook records who they are."""
+async def approve_as(w: World, person: str, request: str, key: str = c.ANNOTATION_APPROVE) -> None:
+    """`kubectl zsp approve` (or, with `key`, `deny`), as that person: the webhook records who they are."""
     async with await Kube.from_dict(w.cluster.kubeconfig(w.cluster.user_token(person))) as kube:
-        await kube.patch(
-            ACCESS_REQUESTS, request, {"metadata": {"annotations": {c.ANNOTATION_APPROVE: "ok"}}}, w.target
-        )
+        await kube.patch(ACCESS_REQUESTS, request, {"metadata": {"annotations": {key: "ok"}}}, w.target)
 
 
 @dataclass
@@ -325,3 +330,30 @@ async def test_a_policy_naming_an_unknown_event_is_refused(cluster: Cluster) -> 
         message = refused.value.message
         assert "spec.notify[0].events[0]" in message
         assert "use one of approvalNeeded, approved" in message
+
+
+async def test_a_denial_and_a_timeout_are_told_once_each(
+    cluster: Cluster, receiver: Receiver, tmp_path: Path
+) -> None:
+    routes = write_routes(tmp_path, receiver)
+    notify = [{"events": ["denied", "timedOut"], "targets": ["hook"]}]
+    async with (
+        world(cluster, **approvals(1, timeout="2s"), notify=notify) as w,
+        running_operator(cluster, notify_config=routes),
+    ):
+        await people_may_approve(w)
+        await w.file(w.request("refused"))
+        await w.file(w.request("slow"))
+        await wait_for_phase(w.admin, w.target, "refused", "Pending")
+        await approve_as(w, "alice", "refused", key=c.ANNOTATION_DENY)
+        await wait_for_phase(w.admin, w.target, "refused", "Denied")
+        await wait_for_phase(w.admin, w.target, "slow", "TimedOut", within=10)
+        await eventually(lambda: len(receiver.at("hook")) >= 2)
+        by_subject = {r.json["subject"]: r.json for r in receiver.at("hook")}
+        assert len(receiver.at("hook")) == 2, "one message per event per request"
+        denied = by_subject[f"{w.target}/refused"]
+        assert denied["type"] == "dev.zsp.accessrequest.denied"
+        assert denied["data"]["outcome"] == "denied by alice"
+        timed_out = by_subject[f"{w.target}/slow"]
+        assert timed_out["type"] == "dev.zsp.accessrequest.timedOut"
+        assert "approvals: 0 of 1 (none yet)" in timed_out["data"]["text"].splitlines()

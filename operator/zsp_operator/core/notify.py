@@ -69,6 +69,8 @@ BREAK_GLASS = "breakGlass"
 PERSISTENCE_GRANTED = "persistenceGranted"
 ISSUE_FAILED = "issueFailed"
 
+# Events whose message says how many approvals the policy needs.
+APPROVAL_EVENTS = frozenset({APPROVAL_NEEDED, APPROVED, DENIED, TIMED_OUT})
 # Events of a break-glass request that always reach the file's `breakGlass` targets.
 BREAK_GLASS_EVENTS = frozenset({BREAK_GLASS, ENDED, ISSUE_FAILED, DENIED})
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import IO
 
-from zsp_operator.core.models import NotifyRoute
 from zsp_operator.engine import startup
 from zsp_operator.engine.cache import ObjectCache, RequestCache
 from zsp_operator.engine.clock import Clock, utcnow
@@ -47,7 +46,7 @@ class Controller:
         self.identity: str | None = None  # our own username, from the API server, at start
         # What the watches last said: the view decides from it, the caches replace reads.
         self.view = ClusterView()
-        observer.notify_routes = self._notify_routes
+        observer.policy_of = lambda name: self.view.policies.get(name)
         self.cache = ObjectCache()
         self.request_cache = RequestCache()
         self.grants = grants or GrantService(kube, settings, clock, self.cache)
@@ -74,10 +73,6 @@ class Controller:
         self.sweeper = Sweeper(
             kube, observer, settings, self.view, self.revoker.revoke_soon, cache=self.cache
         )
-
-    def _notify_routes(self, policy: str) -> list[NotifyRoute]:
-        found = self.view.policies.get(policy)
-        return found.spec.notify if found is not None else []
 
     @classmethod
     def build(

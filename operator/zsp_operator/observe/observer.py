@@ -21,11 +21,11 @@ from zsp_operator.core.bindings import Binding, Verdict
 from zsp_operator.core.durations import format_duration
 from zsp_operator.core.lifecycle import end_phase, policy_outcome
 from zsp_operator.core.models import (
+    AccessPolicy,
     AccessRequest,
     AccessRequestStatus,
     ApprovalRecord,
     CreatedObject,
-    NotifyRoute,
     Phase,
     TaskGrant,
     format_time,
@@ -89,16 +89,26 @@ class Observer:
         self._clock = clock
         self.events = EventQueue(kube) if kube is not None else None
         self.notifier = notifier
-        # A policy's `spec.notify` routes by its name; the engine points this at its view.
-        self.notify_routes: Callable[[str], Sequence[NotifyRoute]] = lambda _name: ()
+        # A policy by its name (its `spec.notify` routes, its approval quorum); the engine points
+        # this at its view. The last one seen of each name is kept, so a grant that ends because
+        # its policy was deleted is still told to the policy's routes.
+        self.policy_of: Callable[[str], AccessPolicy | None] = lambda _name: None
+        self._policies_seen: dict[str, AccessPolicy] = {}
         if notifier is not None:
             notifier.warn = self._notification_failed
 
     def _notify(self, event: str, about: n.Subject) -> None:
         """Queue the notifications of one transition; delivery never holds the lifecycle up."""
-        if self.notifier is not None:
-            routes = self.notify_routes(about.policy) if about.policy else ()
-            self.notifier.notify(event, about, routes)
+        if self.notifier is None:
+            return
+        policy = None
+        if about.policy:
+            policy = self.policy_of(about.policy) or self._policies_seen.get(about.policy)
+            if policy is not None:
+                self._policies_seen[about.policy] = policy
+        if policy is not None and not about.approvals_needed and event in n.APPROVAL_EVENTS:
+            about = dataclasses.replace(about, approvals_needed=policy.spec.approval.required)
+        self.notifier.notify(event, about, policy.spec.notify if policy is not None else ())
 
     async def _notification_failed(self, msg: n.Message, reason: str, text: str) -> None:
         ref = msg.data.get("request") or {}
