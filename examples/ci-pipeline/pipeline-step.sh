@@ -26,7 +26,7 @@ JOB_TIMEOUT="${JOB_TIMEOUT:-10m}"
 name="deploy-$BUILD"
 
 echo "--> deploy Job $CI_NAMESPACE/$name, suspended"
-$KUBECTL create --validate=false -f - <<MANIFEST
+$KUBECTL create -f - <<MANIFEST
 apiVersion: batch/v1
 kind: Job
 metadata: {name: $name, namespace: $CI_NAMESPACE}
