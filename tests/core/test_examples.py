@@ -14,6 +14,7 @@ that `zsp demo` reads.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -36,7 +37,9 @@ MODELS: dict[str, type[AccessPolicy | AccessRequest | TaskGrant]] = {
     "TaskGrant": TaskGrant,
 }
 PLAYED = ["ci-pipeline", "ai-agent", "ephemeral-kubeconfig", "approvals", "break-glass"]
-SITUATIONS = [*PLAYED, "argocd"]
+# Conditions read the clock: their story is played with an injected one in
+# tests/stories/test_policy_conditions.py; here they are decided offline at given times.
+SITUATIONS = [*PLAYED, "argocd", "conditions"]
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -232,3 +235,24 @@ def test_the_package_carries_what_the_demo_reads() -> None:
     assert operator_rbac().read_text(encoding="utf-8") == (REPO / "deploy" / "operator-rbac.yaml").read_text(
         encoding="utf-8"
     )
+
+
+@pytest.mark.parametrize(
+    ("now", "task", "unmet"),
+    [
+        pytest.param("2027-01-05T10:00:00Z", "job.yaml", None, id="tuesday-morning"),
+        pytest.param("2027-01-05T19:30:00Z", "job.yaml", "working-hours", id="tuesday-evening"),
+        pytest.param("2027-01-09T10:00:00Z", "job.yaml", "working-hours", id="saturday"),
+        pytest.param("2027-01-05T10:00:00Z", None, "company-registry", id="no-job"),
+    ],
+)
+def test_the_conditions_example_decides_by_context(
+    now: str, task: str | None, unmet: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags = ["--as", "system:serviceaccount:ci:pipeline", "--now", now, "-o", "json"]
+    if task is not None:
+        flags += ["--task", str(EXAMPLES / "conditions" / task)]
+    code = check("conditions", *flags)
+    result = json.loads(capsys.readouterr().out)
+    assert code == (0 if unmet is None else 1), result["reason"]
+    assert (result["unmetCondition"] or {}).get("name") == unmet
