@@ -5,7 +5,8 @@ request that meets it is issued and the grantee's own token is allowed; admissio
 policy whose expression does not compile, naming the condition and the position; a live grant
 is revoked, with a ConditionNoLongerHolds Warning naming the condition, when the namespace is
 relabelled so a condition fails, when the task object changes so a condition fails, and when
-the operator's clock crosses a working-hours boundary (an injected clock set just before it).
+the operator's clock crosses a working-hours boundary (an injected clock set just before it);
+a reason holding a token is refused before anything records it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tiers import Cluster
 from world import World, deployer_can_patch, deployer_refused, world
 from zsp_operator.core import constants as c
 from zsp_operator.kube import KubeError
-from zsp_operator.kube.resources import ACCESS_POLICIES, EVENTS, JOBS, NAMESPACES
+from zsp_operator.kube.resources import ACCESS_POLICIES, ACCESS_REQUESTS, EVENTS, JOBS, NAMESPACES
 
 TICKET = {
     "name": "ticket",
@@ -146,3 +147,14 @@ async def test_the_clock_crossing_a_working_hours_boundary_revokes(cluster: Clus
 
         await _revoked_for(w, "hours-1", "before-five")
         assert await eventually(lambda: deployer_refused(w, deployer))
+
+
+async def test_a_reason_holding_a_token_is_refused_before_anything_records_it(cluster: Cluster) -> None:
+    async with world(cluster) as w, running_operator(cluster) as op:
+        token = await token_for(w.admin, w.ci, "deployer")
+        with pytest.raises(KubeError) as refused:
+            await w.file(w.request("pasted", reason=f"deploy with {token}"))
+        # The refusal answers the one who pasted it (the real API server quotes the value back).
+        assert "never put credentials in a request" in str(refused.value)
+        assert await w.admin.get(ACCESS_REQUESTS, "pasted", w.target) is None
+        assert token not in op.audit.getvalue()

@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from zsp_operator.core.conditions import ConditionError, compile_condition
+from zsp_operator.core.credentials import CREDENTIAL_SHAPES_RE2, looks_like_credential
 from zsp_operator.core.durations import DURATION_PATTERN, format_duration, parse_duration
 
 
@@ -415,7 +416,20 @@ class Delivery(Model):
 def _reason_has_text(value: str) -> str:
     if not value.strip():
         raise ValueError("reason must say why the access is needed, not be blank")
+    if looks_like_credential(value):
+        raise ValueError(_REASON_HOLDS_CREDENTIAL)
     return value
+
+
+def _cel_string(text: str) -> str:
+    """`text` as the inside of a single-quoted CEL string literal."""
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+_REASON_HOLDS_CREDENTIAL = (
+    "reason holds something shaped like a token or private key: never put credentials in a request "
+    "(the reason is recorded and shown to approvers); say why the access is needed instead"
+)
 
 
 class AccessRequestSpec(Model):
@@ -443,7 +457,8 @@ class AccessRequestSpec(Model):
             min_length=1,
             json_schema_extra=_api_server_checks(
                 # The CEL text is self.matches('\\S'): RE2's \S, one non-space character.
-                ("self.matches('\\\\S')", "reason must say why the access is needed, not be blank")
+                ("self.matches('\\\\S')", "reason must say why the access is needed, not be blank"),
+                (f"!self.matches('{_cel_string(CREDENTIAL_SHAPES_RE2)}')", _REASON_HOLDS_CREDENTIAL),
             ),
         ),
         BeforeValidator(_reason_has_text),

@@ -8,13 +8,13 @@ token or secret material: the token is identified by its credential id (jti) alo
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
+from zsp_operator.core.credentials import looks_like_credential
 from zsp_operator.core.models import format_time
 
 SCHEMA: Final = "zsp.dev/audit/v1"
@@ -45,8 +45,6 @@ EVENTS: Final = (
 FORBIDDEN_KEYS: Final = frozenset(
     {"token", "kubeconfig", "secret", "stringData", "data", "password", "clientKeyData", "privateKey"}
 )
-# A JWT (header.payload.signature, base64url, header starting `{"`) or a PEM private key.
-_SECRET_SHAPES = re.compile(r"eyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*|-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
 
 class SecretMaterialError(ValueError):
@@ -69,7 +67,7 @@ def check_no_secrets(event: str, fields: dict[str, Any]) -> None:
         if isinstance(value, dict) and (FORBIDDEN_KEYS & value.keys()):
             leaked = sorted(FORBIDDEN_KEYS & value.keys())
             raise SecretMaterialError(f"audit record {path} must not carry {leaked}")
-        if isinstance(value, str) and _SECRET_SHAPES.search(value):
+        if isinstance(value, str) and looks_like_credential(value):
             raise SecretMaterialError(f"audit record {path} holds something shaped like a credential")
 
 
