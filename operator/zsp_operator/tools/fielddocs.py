@@ -205,7 +205,10 @@ FIELD_DOCS: Final[dict[str, dict[str, str]]] = {
         "spec.permission": "A permission of the policy, by name; or give `rules` instead.",
         "spec.rules": "Rules to grant instead of a named permission; every rule must be covered by the policy's permissions.",
         "spec.ttl": "How long the grant may live; the policy's `defaultTTL` when absent; over `maxTTL` is refused or denied.",
-        "spec.reason": "Why the access is needed; kept in status, Events and the audit log.",
+        "spec.reason": (
+            "Why the access is needed; kept in status, Events, notifications and the audit log, so "
+            "it must never hold a credential (something shaped like a token or private key is refused)."
+        ),
         "spec.taskRef": (
             "The task the grant is for: it ends (Completed) when this object finishes or is "
             "deleted. A Job ends on its Complete, SuccessCriteriaMet, Failed or FailureTarget "
