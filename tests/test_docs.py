@@ -65,6 +65,9 @@ def test_the_check_mode_exits_1_on_a_stale_page(tmp_path: Path) -> None:
     page = tmp_path / "taskgrant.md"
     page.write_text(page.read_text(encoding="utf-8") + "edited by hand\n", encoding="utf-8")
     assert refdocs.main(["--out", str(tmp_path), "--check"]) == 1
+    assert refdocs.main(["--crds", str(tmp_path), "--out", str(tmp_path), "--check"]) == 2, (
+        "no CRDs is no pass"
+    )
 
 
 def _tiny_crd(spec_schema: dict[str, Any]) -> dict[str, Any]:

@@ -306,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(error, file=sys.stderr)
         return 1
+    if not pages:  # run outside a checkout, or pointed at the wrong folder
+        print(f"{args.crds}: no *.zsp.dev.yaml CRD files; pass --crds and --out", file=sys.stderr)
+        return 2
     if args.check:
         problems = stale_pages(pages, args.out)
         for line in problems:
