@@ -283,3 +283,14 @@ def test_decide_from_the_index_equals_decide_from_a_scan(
     live = [g for g in live if g.metadata.deletion_timestamp is None]  # what the view passed
     from_scan = decide(req, pols, _Scanned(live), LABELS, now, catalog=catalog, break_glass_max_ttl=cap)
     assert from_index == from_scan
+
+
+def test_holding_lists_every_counted_grant_of_an_identity_expired_or_not() -> None:
+    live = grant("live", expires_in=timedelta(minutes=5))
+    expired = grant("expired", expires_in=timedelta(minutes=-1))
+    revoked = grant("revoked", revoked=True)
+    other = grant("other", identity=("ci", "someone-else"))
+    index = GrantIndex.of([live, expired, revoked, other])
+    assert [g.name for g in index.holding(("ci", "deployer"))] == ["live", "expired"]
+    assert [g.name for g in index.held_by(("ci", "deployer"), NOW)] == ["live"]
+    assert index.holding(("ci", "nobody")) == []

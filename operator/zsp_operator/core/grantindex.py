@@ -143,6 +143,10 @@ class GrantIndex:
         """Every grant put, by key, in the order first put; read-only."""
         return MappingProxyType(self._grants)
 
+    def holding(self, identity: Identity) -> list[TaskGrant]:
+        """Every counted grant (not being deleted, not revoked) this identity holds, expired or not."""
+        return list((self._by_identity.get(identity) or {}).values())
+
     def held_by(self, identity: Identity, now: datetime, request_uid: str = "") -> list[TaskGrant]:
         """Live grants of this identity at `now`, in the order first put, but the request's own."""
         held = self._by_identity.get(identity)

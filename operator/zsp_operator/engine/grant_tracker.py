@@ -214,20 +214,21 @@ class GrantTracker:
 
     async def service_account_changed(self, body: dict[str, Any]) -> None:
         """A ServiceAccount changed: grants it holds under policies whose conditions read it are re-decided."""
-        if not any(reads(policy, "grantee") for policy in self.view.policies.values()):
-            return  # the common case: no condition reads a grantee, so no grant needs looking at
+        held = self._held_by(body)
+        uids = {
+            g.metadata.uid
+            for g in held
+            if g.spec.mode == "bind"
+            and (policy := self.view.policies.get(g.spec.policy))
+            and reads(policy, "grantee")
+        }
+        if uids:
+            await self.recheck(lambda g: g.metadata.uid in uids, ConditionObjects(grantee=body))
+
+    def _held_by(self, body: dict[str, Any]) -> list[TaskGrant]:
+        """The live grants a ServiceAccount holds, from the index the limits keep (no scan)."""
         meta = body.get("metadata", {})
-        ns, name = meta.get("namespace"), meta.get("name")
-
-        def held_and_read(g: TaskGrant) -> bool:
-            if g.spec.mode != "bind" or g.spec.identity is None:
-                return False
-            if (g.spec.identity.namespace, g.spec.identity.name) != (ns, name):
-                return False
-            policy = self.view.policies.get(g.spec.policy)
-            return policy is not None and reads(policy, "grantee")
-
-        await self.recheck(held_and_read, ConditionObjects(grantee=body))
+        return self.view.grant_index.holding((meta.get("namespace", ""), meta.get("name", "")))
 
     async def task_changed(self, grant_uid: str, body: dict[str, Any]) -> None:
         """The object a grant's taskRef names changed: re-decided if its policy's conditions read it."""
@@ -239,15 +240,11 @@ class GrantTracker:
 
     def service_account_deleted(self, body: dict[str, Any]) -> None:
         meta = body.get("metadata", {})
-        ns, name = meta.get("namespace"), meta.get("name")
-        for grant in self.view.grants_where(
-            lambda g: (
-                g.spec.identity is not None
-                and (g.spec.identity.namespace, g.spec.identity.name) == (ns, name)
-            )
-        ):
+        for grant in self._held_by(body):
             self.revoker.revoke_soon(
-                grant, c.REASON_REVOKED, f"the grantee ServiceAccount {ns}/{name} was deleted"
+                grant,
+                c.REASON_REVOKED,
+                f"the grantee ServiceAccount {meta.get('namespace')}/{meta.get('name')} was deleted",
             )
 
     async def task_ended(self, grant_uid: str, sentence: str) -> None:
