@@ -2,7 +2,8 @@
 
 Covered: bind mode end to end, checked with the grantee's own token before and after;
 ephemeral mode with a delivered kubeconfig that works and then stops authenticating;
-expiry within a second of expiresAt; `done`, taskRef Job completion, request deletion,
+expiry within a second of expiresAt; `done`, taskRef Job completion (a Job created after its
+grant is waited for), request deletion,
 policy deletion, namespace relabel and grantee deletion each revoke; a failure injected at
 each issuance step leaves nothing behind; restart revokes what expired and re-arms the
 rest; orphans with our labels are removed at start; a terminal request re-applied never
@@ -135,6 +136,32 @@ async def test_taskref_job_completion_revokes(cluster: Cluster) -> None:
         await w.admin.patch(JOBS, "deploy-job", _job_succeeded(), w.ci, status=True)
         done = await wait_for_phase(w.admin, w.target, "job-1", "Completed")
         assert "deploy-job" in done["status"]["endReason"]
+
+
+async def test_a_task_created_after_its_grant_is_waited_for_then_followed(cluster: Cluster) -> None:
+    """A GitOps PreSync request names its Sync Job, which does not exist yet when it is granted."""
+    async with world(cluster) as w, running_operator(cluster):
+        deployer = await token_for(w.admin, w.ci, "deployer")
+        task_ref = {"apiVersion": "batch/v1", "kind": "Job", "namespace": w.ci, "name": "sync-job"}
+        await w.file(w.request("presync-1", taskRef=task_ref))
+        await wait_for_phase(w.admin, w.target, "presync-1", "Active")
+        assert await deployer_can_patch(w, deployer) is True
+        job = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "sync-job", "namespace": w.ci},
+            "spec": {
+                "template": {
+                    "spec": {"restartPolicy": "Never", "containers": [{"name": "deploy", "image": "busybox"}]}
+                }
+            },
+        }
+        await w.admin.create(JOBS, job)
+        await w.admin.patch(JOBS, "sync-job", _job_succeeded(), w.ci, status=True)
+        done = await wait_for_phase(w.admin, w.target, "presync-1", "Completed")
+        # Ended by the Job finishing, not by its absence before it was created.
+        assert "sync-job finished" in done["status"]["endReason"], done["status"]["endReason"]
+        assert await eventually(lambda: deployer_refused(w, deployer))
 
 
 def _job_succeeded() -> dict[str, Any]:

@@ -510,3 +510,57 @@ async def test_limited_to_namespaces_one_watch_per_namespace(
         assert calls.count("list", namespace="default") == calls.count("list", namespace="kube-public") == 1
         assert calls.count("list", namespace="") == 0, "nothing cluster-wide"
         assert calls.count("discovery", "/apis/batch/v1") == 1
+
+
+# --- tasks created after their grant ----------------------------------------------------------
+
+
+async def test_a_grant_awaiting_its_task_waits_for_it_to_appear_then_follows_it(
+    rig: Rig, admin: Kube
+) -> None:
+    rig.follower.follow(grant("early", "not-yet"), await_creation=True)
+    rig.follower.follow(grant("ghost", "ghost"))  # no await: its absence ends it
+    rig.follower.start()
+    # The one list showed both absent: the ghost's end says the awaiting grant was judged too.
+    assert await rig.ends.wait_for("ghost") == "task Job default/ghost was deleted"
+    assert rig.ends.of("early") == []
+    assert rig.follower.following("early")
+    await admin.create(JOBS, job("not-yet"))
+    await until(lambda: not rig.follower.awaiting("early"), "the Job seen")
+    await finish(admin, "not-yet")
+    assert await rig.ends.wait_for("early") == "Job not-yet finished: condition Complete"
+
+
+async def test_once_seen_an_awaited_task_that_disappears_ends_its_grant(rig: Rig, admin: Kube) -> None:
+    rig.follower.follow(grant("keep", "keep"), await_creation=True)  # keeps the watch alive
+    rig.follower.follow(grant("early", "later"), await_creation=True)
+    rig.follower.start()
+    await watching(rig)
+    await admin.create(JOBS, job("later"))
+    await until(lambda: not rig.follower.awaiting("early"), "the Job seen")
+    await admin.delete(JOBS, "later", "default")
+    assert await rig.ends.wait_for("early") == "task Job default/later was deleted"
+    assert rig.ends.of("keep") == []
+
+
+async def test_an_awaiting_grant_waits_past_a_remembered_deletion_not_past_a_finish(
+    rig: Rig, admin: Kube
+) -> None:
+    await admin.create(JOBS, job("run-1"))
+    await admin.create(JOBS, job("done"))
+    await finish(admin, "done")
+    rig.follower.follow(grant("old", "run-1"))
+    rig.follower.follow(grant("keep", "keep"), await_creation=True)
+    rig.follower.start()
+    await watching(rig)
+    await admin.delete(JOBS, "run-1", "default")
+    assert await rig.ends.wait_for("old") == "task Job default/run-1 was deleted"
+    # The next sync's request names a Job of the same name that is not there yet: it waits.
+    rig.follower.follow(grant("next", "run-1"), await_creation=True)
+    rig.follower.follow(grant("late", "done"), await_creation=True)
+    assert await rig.ends.wait_for("late") == "Job done finished: condition Complete"
+    assert rig.ends.of("next") == []
+    await admin.create(JOBS, job("run-1"))
+    await until(lambda: not rig.follower.awaiting("next"), "the new Job seen")
+    await finish(admin, "run-1")
+    assert await rig.ends.wait_for("next") == "Job run-1 finished: condition Complete"

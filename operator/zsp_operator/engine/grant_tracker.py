@@ -96,7 +96,9 @@ class GrantTracker:
         grant = self.view.put_grant(body)
         if grant is not None and not self.revoker.in_progress(uid):
             self.expiry.arm(uid, grant.spec.expires_at)
-            self.tasks.follow(grant)
+            # Issued while we run: its task may not exist yet (a GitOps PreSync request naming
+            # its Sync Job). Grants found at start-up are followed by `startup` first, without.
+            self.tasks.follow(grant, await_creation=True)
             self.arm_condition_check(grant)
 
     def arm_condition_check(self, grant: TaskGrant) -> None:

@@ -9,6 +9,10 @@ The watch exists while some grant follows that kind and stops when none does.
 
 A grant ends once, through `on_end(grant_uid, sentence)`, when its object finishes (the
 sentence of `core.tasks.task_finished`) or is deleted ("task Job ns/name was deleted").
+A grant issued before its task exists (a GitOps PreSync request naming its Sync Job) is
+followed with `await_creation`: the object's absence does not end it until the object has
+been seen; its TTL bounds the wait. A grant found at start-up is followed without it, so an
+object deleted while the operator was away still ends its grant.
 While it runs, `on_change(grant_uid, object)` (if given) hears every version of it, so
 conditions that read the task can be decided again; the body is passed on, never kept.
 """
@@ -97,12 +101,17 @@ class TaskFollower:
         self._discovering: dict[tuple[str, str], asyncio.Lock] = {}
         self._lookups = asyncio.Semaphore(_LOOKUPS)
         self._callbacks: set[asyncio.Task[None]] = set()
+        self._awaiting: set[str] = set()  # grants whose task has not been seen to exist yet
         self._started = False
 
     # -- what the controller calls -------------------------------------------------------------
 
-    def follow(self, grant: TaskGrant) -> None:
-        """Follow the grant's taskRef object (idempotent; grants without one are ignored)."""
+    def follow(self, grant: TaskGrant, *, await_creation: bool = False) -> None:
+        """Follow the grant's taskRef object (idempotent; grants without one are ignored).
+
+        `await_creation`: the object may not exist yet; its absence ends the grant only once
+        it has been seen to exist.
+        """
         target = TaskTarget.of(grant)
         uid = grant.metadata.uid
         if target is None or not uid or uid in self._done:
@@ -112,6 +121,8 @@ class TaskFollower:
             if current[1] == target:
                 return
             self.unfollow(uid)
+        if await_creation:
+            self._awaiting.add(uid)
         scope = target.namespace if self.namespaces else None
         wkey = (target.api_version, target.kind, scope)
         watch = self._watches.get(wkey)
@@ -125,6 +136,7 @@ class TaskFollower:
     def unfollow(self, grant_uid: str) -> None:
         """Stop following; no callback for this grant comes after this (unless it is followed again)."""
         self._done.pop(grant_uid, None)
+        self._awaiting.discard(grant_uid)
         entry = self._following.pop(grant_uid, None)
         if entry is not None:
             watch, target = entry
@@ -160,7 +172,11 @@ class TaskFollower:
 
     # -- what the watches call -----------------------------------------------------------------
 
+    def awaiting(self, grant_uid: str) -> bool:
+        return grant_uid in self._awaiting
+
     def _ended(self, grant_uid: str, sentence: str) -> None:
+        self._awaiting.discard(grant_uid)
         if self._following.pop(grant_uid, None) is None:
             return
         self._done[grant_uid] = None
@@ -221,7 +237,8 @@ class _Watch:
         self.grants: dict[str, TaskTarget] = {}
         self.by_key: dict[Key, set[str]] = {}  # indexed once discovery gave the scope
         self.running: set[Key] = set()  # followed objects that exist and have not finished
-        self.ended: OrderedDict[Key, str] = OrderedDict()  # finished or gone, and how
+        # Finished or gone, how, and whether gone (a grant awaiting creation waits past that).
+        self.ended: OrderedDict[Key, tuple[str, bool]] = OrderedDict()
         self.listed = False  # a list completed: what it did not show, a GET resolves
         self.listing = False
         self.closed = False
@@ -259,23 +276,31 @@ class _Watch:
     def _index(self, uid: str, target: TaskTarget, res: Resource) -> None:
         key = target.key(res)
         self.by_key.setdefault(key, set()).add(uid)
-        sentence = self.ended.get(key)
-        if sentence is not None:
-            self._end(key, sentence)
-        elif key not in self.running and self.listed and not self.listing:
+        ended = self.ended.get(key)
+        if ended is not None:
+            self._end(key, *ended)
+        if key in self.by_key and key not in self.running and self.listed and not self.listing:
             self._look_up(key)
 
-    def _end(self, key: Key, sentence: str) -> None:
-        """The object is over: remember how, and end every grant following it."""
+    def _end(self, key: Key, sentence: str, gone: bool = False) -> None:
+        """The object is over: remember how, and end every grant following it.
+
+        When it is gone, grants still awaiting its creation keep waiting for a new one.
+        """
         self.running.discard(key)
-        self.ended[key] = sentence
+        self.ended[key] = (sentence, gone)
         self.ended.move_to_end(key)
         while len(self.ended) > _ENDED_KEPT:
             self.ended.popitem(last=False)
-        lookup = self.lookups.pop(key, None)
-        if lookup is not None and lookup is not asyncio.current_task():
-            lookup.cancel()
-        for uid in self.by_key.pop(key, set()):
+        followers = self.by_key.pop(key, set())
+        waiting = {uid for uid in followers if gone and self.follower.awaiting(uid)}
+        if waiting:
+            self.by_key[key] = waiting
+        else:
+            lookup = self.lookups.pop(key, None)
+            if lookup is not None and lookup is not asyncio.current_task():
+                lookup.cancel()
+        for uid in followers - waiting:
             self.grants.pop(uid, None)
             self.follower._ended(uid, sentence)
         self.follower._retire_if_idle(self)
@@ -289,8 +314,11 @@ class _Watch:
     def _observe(self, key: Key, obj: dict[str, Any] | None) -> None:
         """The object as it is now (None: it does not exist)."""
         sentence = gone_sentence(self.kind, key) if obj is None else task_finished(obj)
+        if obj is not None:
+            for uid in self.by_key.get(key, ()):
+                self.follower._awaiting.discard(uid)  # seen: from now on its absence ends the grant
         if sentence is not None:
-            self._end(key, sentence)
+            self._end(key, sentence, gone=obj is None)
         elif key in self.by_key:
             self.ended.pop(key, None)
             self.running.add(key)
