@@ -213,7 +213,7 @@ FIELD_DOCS: Final[dict[str, dict[str, str]]] = {
             "The task the grant is for: it ends (Completed) when this object finishes or is "
             "deleted. A Job ends on its Complete, SuccessCriteriaMet, Failed or FailureTarget "
             "condition, a Pod in phase Succeeded or Failed, anything else on a True Ready, "
-            "Complete or Failed condition."
+            "Complete or Failed condition. A task that does not exist yet is waited for, within the TTL."
         ),
         "spec.delivery": "Where the ephemeral identity's kubeconfig goes; only with `grantee.ephemeral`.",
         "spec.delivery.namespace": "The Secret's namespace; must be one of the policy's `grantees.ephemeral.deliveryNamespaces`.",
