@@ -19,8 +19,8 @@ from zsp_operator.core.admission import (
     admit_request_spec,
     userinfo,
 )
-from zsp_operator.core.annotations import encode_requester
-from zsp_operator.core.models import AccessPolicy, UserInfo
+from zsp_operator.core.annotations import encode_approvals, encode_requester
+from zsp_operator.core.models import AccessPolicy, ApprovalRecord, UserInfo
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 CREDENTIAL = {"authentication.kubernetes.io/credential-id": ["JTI=5f1c"]}
@@ -345,3 +345,32 @@ def test_a_group_of_approvers_can_meet_any_quorum() -> None:
         "approval": {"required": 5, "approvers": [{"kind": "Group", "name": "platform-leads"}]},
     }
     assert admit_policy({"metadata": {"name": "p"}, "spec": spec}, ["view"]).allowed
+
+
+APPROVED_BY_ALICE = {
+    **STAMPED,
+    c.ANNOTATION_APPROVALS: encode_approvals(
+        [ApprovalRecord(username="alice", groups=["platform-leads"], decision="approve", at=NOW)]
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "allowed"),
+    [
+        pytest.param({"permission": "read-only"}, False, id="permission"),
+        pytest.param({"ttl": "5m"}, False, id="ttl"),
+        pytest.param({"reason": "something else"}, False, id="reason"),
+        pytest.param({}, True, id="re-applied-unchanged"),
+    ],
+)
+def test_a_pending_request_someone_approved_keeps_the_spec_they_approved(
+    change: dict[str, Any], allowed: bool
+) -> None:
+    old = request(APPROVED_BY_ALICE, PENDING)
+    new = request(APPROVED_BY_ALICE, PENDING, **change)
+    verdict = admit_request_spec("UPDATE", old, new, {"p": policy()}, ["view"])
+    assert verdict.allowed is allowed
+    if not allowed:
+        assert "already has approvals (alice)" in verdict.errors[0]
+        assert "file a new AccessRequest" in verdict.errors[0]

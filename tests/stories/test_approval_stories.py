@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from harness import apply, eventually, running_operator, wait_for_phase
+from harness import apply, eventually, running_operator, token_for, wait_for_phase
 from tiers import Cluster
 from world import World, world
 from zsp_operator.core import constants as c
@@ -114,6 +114,22 @@ async def test_repeating_an_approval_is_refused_with_a_message(cluster: Cluster)
         with pytest.raises(KubeError) as refused:
             await decide_as(w, "alice", "twice")
         assert "already recorded approve" in refused.value.message
+
+
+async def test_a_request_someone_approved_cannot_be_changed_into_another(cluster: Cluster) -> None:
+    async with world(cluster, **approvals(2)) as w, running_operator(cluster):
+        await people_may_approve(w, ("Group", "platform-leads"))
+        await w.file(w.request("swap", permission="read-only"))
+        await wait_for_phase(w.admin, w.target, "swap", "Pending")
+        await decide_as(w, "alice", "swap")
+        token = await token_for(w.admin, w.ci, "pipeline")
+        async with await Kube.from_dict(w.cluster.kubeconfig(token)) as pipeline:
+            with pytest.raises(KubeError) as refused:
+                await pipeline.patch(ACCESS_REQUESTS, "swap", {"spec": {"permission": "deploy"}}, w.target)
+        assert "already has approvals (alice)" in refused.value.message
+        body = await w.admin.get(ACCESS_REQUESTS, "swap", w.target)
+        assert body is not None
+        assert body["spec"]["permission"] == "read-only"
 
 
 async def test_forged_requester_and_approvals_are_refused(cluster: Cluster) -> None:

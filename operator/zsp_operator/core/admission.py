@@ -155,7 +155,8 @@ def admit_request_spec(
     operation: str, old: Body | None, new: Body, policies: Mapping[str, AccessPolicy], catalog: Sequence[str]
 ) -> Admission:
     """What the CRD schema cannot say: TTL over the policy's max, unknown permission, delivery
-    namespace, and edits of a request that is no longer Pending (only `done: true` may change)."""
+    namespace, edits of a request that is no longer Pending (only `done: true` may change), and
+    edits of a Pending request someone has already approved or denied."""
     verdict = Admission()
     name = (new.get("metadata") or {}).get("name", "")
     try:
@@ -166,11 +167,19 @@ def admit_request_spec(
     if operation == "UPDATE" and old is not None:
         status = AccessRequestStatus.model_validate(old.get("status") or {})
         phase = phase_of(status.conditions)
+        before = dict(old.get("spec") or {})
+        after = dict(new.get("spec") or {})
+        before.pop("done", None)
+        after.pop("done", None)
+        approvers = [r.username for r in approvals_of(_annotations(old))]
+        if phase is Phase.PENDING and approvers and before != after:
+            # An approval is of the request as it was: it must not carry over to another one.
+            verdict.errors.append(
+                f"spec: AccessRequest {name} already has approvals ({', '.join(approvers)}) for what it "
+                "asks now; file a new AccessRequest to ask for something else"
+            )
+            return verdict
         if phase is not Phase.PENDING and status.decision is not None:
-            before = dict(old.get("spec") or {})
-            after = dict(new.get("spec") or {})
-            before.pop("done", None)
-            after.pop("done", None)
             if before != after:
                 verdict.errors.append(
                     f"spec: AccessRequest {name} is {phase.value}; only spec.done may change (set it to "
