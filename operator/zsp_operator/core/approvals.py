@@ -47,7 +47,8 @@ def tally(records: Sequence[ApprovalRecord], policy: AccessPolicySpec, requester
     """Count approvals: distinct eligible approvers, never the requester unless allowed.
 
     One deny from an eligible approver denies the request, even after that approver approved:
-    doubt from someone entitled to decide must win. The requester may always deny (withdraw).
+    doubt from someone entitled to decide must win. A requester who is an eligible approver may
+    deny their own request even without allowSelfApproval; any requester withdraws by deleting it.
     """
     approval = policy.approval
     counted: list[str] = []
