@@ -428,3 +428,29 @@ def short(seconds: float) -> str:
 
 def resource(kind: str) -> Resource:
     return RESOURCES[kind]
+
+
+def job_succeeded() -> dict[str, Any]:
+    """The status the Job controller writes when its one pod succeeded.
+
+    The API server refuses `Complete=True` without `SuccessCriteriaMet=True`, `startTime`
+    and `completionTime` (the strict Job status rules of Kubernetes 1.31+).
+    """
+    now = datetime.now(UTC).replace(microsecond=0)
+    started = (now - timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
+    finished = now.isoformat().replace("+00:00", "Z")
+    conditions = [
+        {"type": kind, "status": "True", "reason": "CompletionsReached", "lastTransitionTime": finished}
+        for kind in ("SuccessCriteriaMet", "Complete")
+    ]
+    return {
+        "status": {
+            "startTime": started,
+            "completionTime": finished,
+            "succeeded": 1,
+            "ready": 0,
+            "terminating": 0,
+            "uncountedTerminatedPods": {},
+            "conditions": conditions,
+        }
+    }

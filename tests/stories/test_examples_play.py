@@ -37,13 +37,22 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from harness import Operator, can, eventually, running_operator, token_dies, token_for, wait_for_phase
+from harness import (
+    Operator,
+    can,
+    eventually,
+    job_succeeded,
+    running_operator,
+    token_dies,
+    token_for,
+    wait_for_phase,
+)
 from tiers import Cluster
 from zsp_operator import cli
 from zsp_operator.core import constants as c
@@ -152,28 +161,6 @@ def lasts(status: dict[str, Any], wanted: timedelta) -> bool:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
     return abs(when(status["expiresAt"]) - when(status["issuedAt"]) - wanted) < timedelta(seconds=5)
-
-
-def job_succeeded() -> dict[str, Any]:
-    """The status the Job controller writes when its one pod succeeded (1.31+ rules)."""
-    now = datetime.now(UTC).replace(microsecond=0)
-    started = (now - timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
-    finished = now.isoformat().replace("+00:00", "Z")
-    conditions = [
-        {"type": kind, "status": "True", "reason": "CompletionsReached", "lastTransitionTime": finished}
-        for kind in ("SuccessCriteriaMet", "Complete")
-    ]
-    return {
-        "status": {
-            "startTime": started,
-            "completionTime": finished,
-            "succeeded": 1,
-            "ready": 0,
-            "terminating": 0,
-            "uncountedTerminatedPods": {},
-            "conditions": conditions,
-        }
-    }
 
 
 async def zsp(kubeconfig: Path, *argv: str) -> int:

@@ -13,7 +13,7 @@ grants again; the requester comes from the token that created the request.
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -24,6 +24,7 @@ from harness import (
     StoryClock,
     can,
     eventually,
+    job_succeeded,
     managed_objects,
     running_operator,
     token_dies,
@@ -133,7 +134,7 @@ async def test_taskref_job_completion_revokes(cluster: Cluster) -> None:
         task_ref = {"apiVersion": "batch/v1", "kind": "Job", "namespace": w.ci, "name": "deploy-job"}
         await w.file(w.request("job-1", taskRef=task_ref))
         await wait_for_phase(w.admin, w.target, "job-1", "Active")
-        await w.admin.patch(JOBS, "deploy-job", _job_succeeded(), w.ci, status=True)
+        await w.admin.patch(JOBS, "deploy-job", job_succeeded(), w.ci, status=True)
         done = await wait_for_phase(w.admin, w.target, "job-1", "Completed")
         assert "deploy-job" in done["status"]["endReason"]
 
@@ -157,37 +158,11 @@ async def test_a_task_created_after_its_grant_is_waited_for_then_followed(cluste
             },
         }
         await w.admin.create(JOBS, job)
-        await w.admin.patch(JOBS, "sync-job", _job_succeeded(), w.ci, status=True)
+        await w.admin.patch(JOBS, "sync-job", job_succeeded(), w.ci, status=True)
         done = await wait_for_phase(w.admin, w.target, "presync-1", "Completed")
         # Ended by the Job finishing, not by its absence before it was created.
         assert "sync-job finished" in done["status"]["endReason"], done["status"]["endReason"]
         assert await eventually(lambda: deployer_refused(w, deployer))
-
-
-def _job_succeeded() -> dict[str, Any]:
-    """The status the Job controller writes when its one pod succeeded.
-
-    The API server refuses `Complete=True` without `SuccessCriteriaMet=True`, `startTime`
-    and `completionTime` (the strict Job status rules of Kubernetes 1.31+).
-    """
-    now = datetime.now(UTC).replace(microsecond=0)
-    started = (now - timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
-    finished = now.isoformat().replace("+00:00", "Z")
-    conditions = [
-        {"type": kind, "status": "True", "reason": reason, "lastTransitionTime": finished}
-        for kind, reason in (("SuccessCriteriaMet", "CompletionsReached"), ("Complete", "CompletionsReached"))
-    ]
-    return {
-        "status": {
-            "startTime": started,
-            "completionTime": finished,
-            "succeeded": 1,
-            "ready": 0,
-            "terminating": 0,
-            "uncountedTerminatedPods": {},
-            "conditions": conditions,
-        }
-    }
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from harness import job_succeeded
 from zsp_operator.core.models import TaskGrant
 from zsp_operator.engine.taskfollow import TaskFollower
 from zsp_operator.kube import Kube
@@ -163,28 +164,6 @@ def job(name: str, namespace: str = "default") -> dict[str, Any]:
     }
 
 
-def succeeded() -> dict[str, Any]:
-    """The status the Job controller writes when its one pod succeeded (1.31+ rules)."""
-    now = datetime.now(UTC).replace(microsecond=0)
-    started = (now - timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
-    finished = now.isoformat().replace("+00:00", "Z")
-    conditions = [
-        {"type": kind, "status": "True", "reason": "CompletionsReached", "lastTransitionTime": finished}
-        for kind in ("SuccessCriteriaMet", "Complete")
-    ]
-    return {
-        "status": {
-            "startTime": started,
-            "completionTime": finished,
-            "succeeded": 1,
-            "ready": 0,
-            "terminating": 0,
-            "uncountedTerminatedPods": {},
-            "conditions": conditions,
-        }
-    }
-
-
 def grant(uid: str, task: str, *, namespace: str = "default", ref_namespace: str | None = None) -> TaskGrant:
     ref: dict[str, Any] = {"apiVersion": "batch/v1", "kind": "Job", "name": task}
     if ref_namespace is not None:
@@ -204,7 +183,7 @@ def grant(uid: str, task: str, *, namespace: str = "default", ref_namespace: str
 
 
 async def finish(admin: Kube, name: str, namespace: str = "default") -> None:
-    await admin.patch(JOBS, name, succeeded(), namespace, status=True)
+    await admin.patch(JOBS, name, job_succeeded(), namespace, status=True)
 
 
 async def watching(rig: Rig, count: int = 1, namespace: str | None = None) -> None:
