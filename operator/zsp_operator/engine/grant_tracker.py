@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
 from zsp_operator.core import constants as c
@@ -127,7 +127,12 @@ class GrantTracker:
             self.condition_checks.arm(grant.metadata.uid, at)
 
     async def _condition_due(self, grant_uid: str) -> None:
-        await self.recheck(lambda g: g.metadata.uid == grant_uid)
+        await self.recheck(self._live(grant_uid))
+
+    def _live(self, grant_uid: str) -> list[TaskGrant]:
+        """The grant, while it is live (not being deleted): a recheck of one, without a scan."""
+        grant = self.view.grants.get(grant_uid)
+        return [grant] if grant is not None and grant.metadata.deletion_timestamp is None else []
 
     def _finish(self, body: dict[str, Any]) -> None:
         """A grant marked for deletion (or deleted) that no revocation of ours is ending."""
@@ -139,14 +144,12 @@ class GrantTracker:
 
     # -- drift -------------------------------------------------------------------------------
 
-    async def recheck(
-        self, predicate: Callable[[TaskGrant], bool], objects: ConditionObjects | None = None
-    ) -> None:
+    async def recheck(self, grants: Iterable[TaskGrant], objects: ConditionObjects | None = None) -> None:
         """Re-decide live grants against the policy that issued them; revoke what it no longer allows.
 
         `objects`: the grantee or task object a watch event just delivered.
         """
-        for grant in self.view.grants_where(predicate):
+        for grant in grants:
             policy = self.view.policies.get(grant.spec.policy)
             if policy is None:
                 self.revoker.revoke_soon(
@@ -202,7 +205,7 @@ class GrantTracker:
             self.view.drop_policy(name)
         else:
             self.view.put_policy(body)
-        await self.recheck(lambda g: g.spec.policy == name)
+        await self.recheck(self.view.grants_where(lambda g: g.spec.policy == name))
 
     async def namespace_changed(self, body: dict[str, Any], deleted: bool) -> None:
         name = body.get("metadata", {}).get("name", "")
@@ -212,20 +215,18 @@ class GrantTracker:
         before = self.view.namespace_labels.get(name)
         self.view.put_namespace(body)
         if before is not None and before != self.view.namespace_labels[name]:
-            await self.recheck(lambda g: g.namespace == name)
+            await self.recheck(self.view.grants_where(lambda g: g.namespace == name))
 
     async def service_account_changed(self, body: dict[str, Any]) -> None:
         """A ServiceAccount changed: grants it holds under policies whose conditions read it are re-decided."""
-        held = self._held_by(body)
-        uids = {
-            g.metadata.uid
-            for g in held
+        reading = [
+            g
+            for g in self._held_by(body)
             if g.spec.mode == "bind"
             and (policy := self.view.policies.get(g.spec.policy))
             and reads(policy, "grantee")
-        }
-        if uids:
-            await self.recheck(lambda g: g.metadata.uid in uids, ConditionObjects(grantee=body))
+        ]
+        await self.recheck(reading, ConditionObjects(grantee=body))
 
     def _held_by(self, body: dict[str, Any]) -> list[TaskGrant]:
         """The live grants a ServiceAccount holds, from the index the limits keep (no scan)."""
@@ -238,7 +239,7 @@ class GrantTracker:
         policy = self.view.policies.get(grant.spec.policy) if grant is not None else None
         if policy is None or not reads(policy, "task") or self.revoker.has_ended(grant_uid):
             return
-        await self.recheck(lambda g: g.metadata.uid == grant_uid, ConditionObjects(task=body))
+        await self.recheck(self._live(grant_uid), ConditionObjects(task=body))
 
     def service_account_deleted(self, body: dict[str, Any]) -> None:
         meta = body.get("metadata", {})

@@ -70,7 +70,7 @@ async def start(engine: Controller) -> None:
             tracker.arm_condition_check(grant)
     tracker.start()  # after every live grant is followed: one list per kind settles them all
     # Policies and namespaces may have changed while we were away: no event will say so.
-    await tracker.recheck(lambda grant: not revoker.in_progress(grant.metadata.uid))
+    await tracker.recheck(view.grants_where(lambda grant: not revoker.in_progress(grant.metadata.uid)))
     await _remove_orphans(engine)
     engine.sweeper.start_soon(engine.identity)
 

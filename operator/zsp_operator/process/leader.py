@@ -18,12 +18,13 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from zsp_operator.core import lease
 from zsp_operator.core.lease import LeaseRecord
+from zsp_operator.engine.clock import Clock, utcnow
 from zsp_operator.kube import Kube, KubeError
 from zsp_operator.kube.resources import LEASES
 from zsp_operator.kube.retry import backoff
@@ -32,10 +33,6 @@ from zsp_operator.settings import Settings
 log = logging.getLogger(__name__)
 POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 DEFAULT_LEASE_NAMESPACE = "zsp-system"
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class LeadershipLost(Exception):
@@ -69,7 +66,7 @@ class LeaderElector:
         renew_deadline: timedelta,
         retry_period: timedelta,
         monotonic: Callable[[], float] = time.monotonic,
-        wall: Callable[[], datetime] = _utcnow,
+        wall: Clock = utcnow,
     ) -> None:
         if not retry_period < renew_deadline < duration:
             raise ValueError(
