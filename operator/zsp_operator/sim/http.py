@@ -3,8 +3,10 @@ authorization, verb dispatch and Status responses, on aiohttp."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +16,7 @@ from aiohttp import web
 from zsp_operator.core.rbac import Attributes
 from zsp_operator.sim import errors as E
 from zsp_operator.sim.auth import Authenticator, UserInfo
-from zsp_operator.sim.authz import Authorizer
+from zsp_operator.sim.authz import Authorizer, Decision
 from zsp_operator.sim.deletion import Deleter
 from zsp_operator.sim.discovery import serve_non_resource
 from zsp_operator.sim.objects import Objects, RequestContext
@@ -100,6 +102,28 @@ def _json(
 RequestObserver = Callable[[str, "ResourceRequest | None"], None]
 
 
+@dataclass
+class Exchange:
+    """One request as the audit log sees it, filled in while it is handled (`sim.audit`)."""
+
+    request: web.Request
+    audit_id: str
+    received: float
+    completed: float = 0.0
+    user: UserInfo | None = None  # who authenticated; None until then (and after a 401)
+    impersonated: UserInfo | None = None
+    info: ResourceRequest | None = None  # None for a non-resource path
+    attrs: Attributes | None = None
+    decision: Decision | None = None  # of the authorizer on the request itself
+    streaming: bool = False  # a watch: its 200 went out before the stream
+    code: int | None = None  # None when the client left before the answer
+    status: dict[str, Any] | None = None  # the Status answered with an error
+
+
+# Called with each finished Exchange when auditing is on.
+AuditHook = Callable[[Exchange], None]
+
+
 class ApiHandler:
     def __init__(
         self,
@@ -111,8 +135,10 @@ class ApiHandler:
         bookmark_interval: float,
         server_address: str,
         observers: list[RequestObserver] | None = None,
+        audit: AuditHook | None = None,
     ) -> None:
         self.observers = observers if observers is not None else []
+        self.audit = audit
         self.objects = objects
         self.registry = objects.registry
         self.deleter = deleter
@@ -123,26 +149,71 @@ class ApiHandler:
         self.server_address = server_address
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.audit is None:
+            return await self._answer(request, None)
+        # A client may choose the audit ID (the Audit-ID header), as with the real server.
+        audit_id = request.headers.get("Audit-ID") or str(uuid.uuid4())
+        exchange = Exchange(request, audit_id, self.objects.clock())
         try:
-            return await self._handle(request)
+            response = await self._answer(request, exchange)
+        except asyncio.CancelledError:
+            self._audited(exchange)
+            raise
+        if not response.prepared:
+            response.headers["Audit-ID"] = audit_id
+        exchange.code = response.status
+        self._audited(exchange)
+        return response
+
+    def _audited(self, exchange: Exchange) -> None:
+        assert self.audit is not None
+        if exchange.user is None:
+            return  # a 401: there is nobody to attribute the request to
+        exchange.completed = self.objects.clock()
+        try:
+            self.audit(exchange)
+        except Exception:  # auditing must not fail the request it records
+            log.exception("audit of %s %s failed", exchange.request.method, exchange.request.path)
+
+    async def _answer(self, request: web.Request, exchange: Exchange | None) -> web.StreamResponse:
+        try:
+            return await self._handle(request, exchange)
         except E.ApiError as error:
-            return _json(error.status(), error.code)
+            status = error.status()
+            if exchange is not None:
+                exchange.status = status
+            return _json(status, error.code)
         except Exception as error:
             log.exception("in-memory API server failed on %s %s", request.method, request.path)
             failure = E.internal(f"{type(error).__name__}: {error}")
+            if exchange is not None:
+                exchange.status = failure.status()
             return _json(failure.status(), failure.code)
 
-    def _authenticate(self, request: web.Request) -> UserInfo:
+    def _authenticate(self, request: web.Request, exchange: Exchange | None) -> UserInfo:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if not header:
             if request.path.rstrip("/") in _PUBLIC_PATHS or request.path.startswith(_PUBLIC_PATHS):
+                if exchange is not None:
+                    exchange.user = ANONYMOUS
                 return ANONYMOUS
             raise E.unauthorized()
         user = self.authenticator.authenticate(token.strip()) if scheme.lower() == "bearer" else None
         if user is None:
             raise E.unauthorized()
-        return self._impersonate(request, user)
+        if exchange is not None:
+            exchange.user = user
+        acting = self._impersonate(request, user)
+        if exchange is not None and acting is not user:
+            exchange.impersonated = acting
+        return acting
+
+    def _authorize(self, user: UserInfo, attrs: Attributes, exchange: Exchange | None) -> bool:
+        decision = self.authorizer.authorize(user, attrs)
+        if exchange is not None:
+            exchange.decision = decision
+        return decision.allowed
 
     def _impersonate(self, request: web.Request, user: UserInfo) -> UserInfo:
         """Honour kubectl's --as / --as-group (Impersonate-* headers) after an RBAC check."""
@@ -168,27 +239,35 @@ class ApiHandler:
         all_groups = tuple(dict.fromkeys([*groups, "system:authenticated"]))
         return UserInfo(target, request.headers.get("Impersonate-Uid", ""), all_groups)
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        user = self._authenticate(request)
+    async def _handle(self, request: web.Request, exchange: Exchange | None) -> web.StreamResponse:
         info = parse_resource_path(request.method, request.path, request.query)
-        for observe in self.observers:
-            observe(user.username, info)
         if info is None:
             attrs = Attributes(
                 "get" if request.method in ("GET", "HEAD") else request.method.lower(), path=request.path
             )
-            if not self.authorizer.authorize(user, attrs).allowed:
+        else:
+            attrs = Attributes(
+                info.verb, info.group, info.resource, info.subresource, info.name, info.namespace
+            )
+        if exchange is not None:
+            exchange.info, exchange.attrs = info, attrs
+        user = self._authenticate(request, exchange)
+        for observe in self.observers:
+            observe(user.username, info)
+        if info is None:
+            if not self._authorize(user, attrs, exchange):
                 raise E.forbidden(E.GroupResource("", ""), "", _forbidden_reason(user, attrs))
             document = serve_non_resource(self.registry, request.path, self.server_address)
             if isinstance(document, str):
                 return web.Response(text=document, content_type="text/plain")
             return _json(document)
-        attrs = Attributes(info.verb, info.group, info.resource, info.subresource, info.name, info.namespace)
         rtype = self.registry.lookup(info.group, info.version, info.resource)
         if rtype is None:
             raise E.path_not_found()
-        if not self.authorizer.authorize(user, attrs).allowed:
+        if not self._authorize(user, attrs, exchange):
             raise E.forbidden(rtype.group_resource, info.name, _forbidden_reason(user, attrs))
+        if exchange is not None:
+            exchange.streaming = info.verb == "watch"
         return await self._dispatch(request, user, info, rtype)
 
     async def _body(self, request: web.Request) -> Any:

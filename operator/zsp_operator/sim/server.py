@@ -17,6 +17,14 @@ import yaml
 from aiohttp import web
 
 from zsp_operator.sim.admission import Admission
+from zsp_operator.sim.audit import Auditor, Policy, load_policy
+from zsp_operator.sim.auditwebhook import (
+    DEFAULT_BATCH_MAX_SIZE,
+    DEFAULT_BATCH_MAX_WAIT,
+    DEFAULT_INITIAL_BACKOFF,
+    BatchingWebhook,
+    load_webhook_config,
+)
 from zsp_operator.sim.auth import MASTERS, Authenticator
 from zsp_operator.sim.authz import Authorizer
 from zsp_operator.sim.certs import SelfSigned, self_signed
@@ -42,6 +50,10 @@ class SimServer:
     the kubeconfigs carry: kubectl (client-go) only sends bearer tokens over TLS.
     Services get ClusterIPs from `service_cidr` (an IPv4 range, on loopback by default so
     that webhooks behind Services are reachable on this machine).
+
+    Auditing is off unless both `audit_policy_file` and `audit_webhook_config_file` are
+    given; then, as kube-apiserver with the same flags in batch mode, each request the
+    policy selects is POSTed to the webhook in `audit.k8s.io/v1` EventLists (`sim.audit`).
     """
 
     def __init__(
@@ -54,6 +66,11 @@ class SimServer:
         bookmark_interval: float = 5.0,
         clock: Callable[[], float] = time.time,
         service_cidr: str = DEFAULT_SERVICE_CIDR,
+        audit_policy_file: str | pathlib.Path | None = None,
+        audit_webhook_config_file: str | pathlib.Path | None = None,
+        audit_webhook_batch_max_size: int = DEFAULT_BATCH_MAX_SIZE,
+        audit_webhook_batch_max_wait: float = DEFAULT_BATCH_MAX_WAIT,
+        audit_webhook_initial_backoff: float = DEFAULT_INITIAL_BACKOFF,
     ) -> None:
         self.host = host
         self.port = port
@@ -77,6 +94,20 @@ class SimServer:
         self._controllers: Controllers | None = None
         self.request_observers: list[RequestObserver] = []
         self._runner: web.AppRunner | None = None
+        # Both files are read now, so that a bad one fails here as it fails the real server's start.
+        if (audit_policy_file is None) != (audit_webhook_config_file is None):
+            raise ValueError("audit_policy_file and audit_webhook_config_file go together")
+        self._audit_policy: Policy | None = None
+        # Its `sent` and `dropped` counts tell how the receiver fared.
+        self.audit_webhook: BatchingWebhook | None = None
+        if audit_policy_file is not None and audit_webhook_config_file is not None:
+            self._audit_policy = load_policy(audit_policy_file)
+            self.audit_webhook = BatchingWebhook(
+                load_webhook_config(audit_webhook_config_file),
+                max_size=audit_webhook_batch_max_size,
+                max_wait=audit_webhook_batch_max_wait,
+                initial_backoff=audit_webhook_initial_backoff,
+            )
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -84,6 +115,10 @@ class SimServer:
         self._controllers = Controllers(self.objects, self.deleter)
         self._controllers.start()
         await self._seed()
+        auditor = None
+        if self._audit_policy is not None and self.audit_webhook is not None:
+            await self.audit_webhook.start()
+            auditor = Auditor(self._audit_policy, self.audit_webhook.emit)
         handler = ApiHandler(
             self.objects,
             self.deleter,
@@ -93,6 +128,7 @@ class SimServer:
             self._bookmark_interval,
             f"{self.host}:{self.port}",
             self.request_observers,
+            auditor,
         )
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", handler.handle)
@@ -116,6 +152,8 @@ class SimServer:
             await self._controllers.stop()
             self._controllers = None
         await self.admission.close()
+        if self.audit_webhook is not None:  # after the handlers, so that their events are sent
+            await self.audit_webhook.close()
 
     async def __aenter__(self) -> SimServer:
         await self.start()
