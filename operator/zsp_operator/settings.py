@@ -12,7 +12,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from zsp_operator.core import constants as c
@@ -41,7 +41,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ZSP_", extra="forbid", validate_default=True)
 
     kubeconfig: str | None = Field(
-        default=None, description="kubeconfig file; default like kubectl", json_schema_extra={"metavar": "FILE"}
+        default=None,
+        description="kubeconfig file; default like kubectl",
+        json_schema_extra={"metavar": "FILE"},
     )
     context: str | None = Field(default=None, description="kubeconfig context")
     namespaces: CommaList = Field(
@@ -92,7 +94,9 @@ class Settings(BaseSettings):
         "its size over the measured rate",
     )
     audit_file: str | None = Field(
-        default=None, description="also append audit records to this file", json_schema_extra={"metavar": "FILE"}
+        default=None,
+        description="also append audit records to this file",
+        json_schema_extra={"metavar": "FILE"},
     )
     notify_config: str | None = Field(
         default=None,
@@ -139,6 +143,40 @@ class Settings(BaseSettings):
         description="how often the webhook certificate is re-read (cert dir) or renewed near expiry "
         "(webhook service) and swapped in without a restart",
     )
+    audit_webhook_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="serve the API server's audit webhook (POST /audit) on this port for evidence of use; "
+        "0: off (docs/evidence.md)",
+    )
+    audit_webhook_cert_dir: str | None = Field(
+        default=None,
+        description="directory with tls.crt and tls.key the audit webhook serves; its CA goes in the "
+        "API server's --audit-webhook-config-file",
+        json_schema_extra={"metavar": "DIR"},
+    )
+    audit_webhook_token_file: str | None = Field(
+        default=None,
+        description="file with the bearer token the API server's audit webhook kubeconfig sends; "
+        "posts without it (or a client certificate from --audit-webhook-client-ca) get 401",
+        json_schema_extra={"metavar": "FILE"},
+    )
+    audit_webhook_client_ca: str | None = Field(
+        default=None,
+        description="CA file: a client certificate it signed is accepted on the audit webhook",
+        json_schema_extra={"metavar": "FILE"},
+    )
+    audit_webhook_max_body: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="largest EventList (bytes) the audit webhook reads; larger posts get 413",
+    )
+    audit_settle: Duration = Field(
+        default=timedelta(seconds=60),
+        description="how long after a grant ends its usage summary waits for late audit events; "
+        "keep it above the API server's --audit-webhook-batch-max-wait (30s by default)",
+    )
     leader_elect: bool = Field(
         default=False,
         description="elect one active replica through a coordination.k8s.io Lease; the others stand by",
@@ -167,3 +205,17 @@ class Settings(BaseSettings):
         if not (slash and _DNS_LABEL.fullmatch(namespace) and _DNS_LABEL.fullmatch(name)):
             raise ValueError("must be NAMESPACE/NAME of a Service, e.g. zsp-system/zsp-operator-webhook")
         return value
+
+    @model_validator(mode="after")
+    def _audit_webhook_authenticates(self) -> Settings:
+        if self.audit_webhook_port and not (self.audit_webhook_token_file or self.audit_webhook_client_ca):
+            raise ValueError(
+                "--audit-webhook-port needs --audit-webhook-token-file or --audit-webhook-client-ca: "
+                "the audit webhook believes only the API server"
+            )
+        if self.audit_webhook_port and not self.audit_webhook_cert_dir:
+            raise ValueError(
+                "--audit-webhook-port needs --audit-webhook-cert-dir (tls.crt, tls.key): the API server "
+                "sends audit events over TLS only"
+            )
+        return self

@@ -154,6 +154,7 @@ def test_the_vocabulary_is_closed() -> None:
         "denied",
         "issued",
         "revoked",
+        "used",
         "failed",
         "standing-binding-found",
         "standing-binding-removed",

@@ -47,6 +47,7 @@ COMMANDS = (
         "standing_report",
         "report standing privilege: who can do what without a live grant (read-only)",
     ),
+    Command("advise", "advise", "propose a smaller AccessPolicy from what its grants actually used"),
     Command(
         "version", "version", "print the version, the git commit when known, and the API versions served"
     ),

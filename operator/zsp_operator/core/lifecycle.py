@@ -24,6 +24,7 @@ from zsp_operator.core.models import (
     Phase,
     PolicyRule,
     TaskGrant,
+    UsageSummary,
     UserInfo,
 )
 
@@ -163,7 +164,14 @@ class Ended:
     lag_seconds: float | None
 
 
-Event = Decided | ApprovalsChanged | TimedOut | Issued | IssueFailed | Ended
+@dataclass(frozen=True)
+class UsageObserved:
+    """What the ended grant was used for, once the API server's audit events had time to arrive."""
+
+    summary: UsageSummary
+
+
+Event = Decided | ApprovalsChanged | TimedOut | Issued | IssueFailed | Ended | UsageObserved
 
 
 def end_of(grant: TaskGrant, request_done: bool, now: datetime) -> tuple[EndReason, str]:
@@ -191,6 +199,8 @@ ACCEPTS: dict[Phase, tuple[type, ...]] = {
 
 
 def accepts(status: AccessRequestStatus, event: Event) -> bool:
+    if isinstance(event, UsageObserved):
+        return status.revoked_at is not None and status.usage is None  # once, after the end
     return isinstance(event, ACCEPTS.get(phase_of(status.conditions), ()))
 
 
@@ -259,6 +269,9 @@ def apply(
         case IssueFailed():
             new.end_reason = event.message
             put(c.COND_READY, "False", c.REASON_FAILED, event.message)
+        case UsageObserved():
+            new.usage = event.summary
+            return new  # evidence only: the phase, conditions and generation stay as they were
         case Ended():
             new.revoked_at = event.revoked_at
             new.end_reason = event.message

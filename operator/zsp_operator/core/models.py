@@ -247,7 +247,6 @@ class Limits(Model):
     exclusive_environments: bool = False
 
 
-
 class PolicyCondition(Model):
     """A CEL expression that must be true for the policy to allow, and stay true while a grant lives."""
 
@@ -265,6 +264,7 @@ class PolicyCondition(Model):
                 "the variables and their types)"
             ) from None
         return self
+
 
 # The transitions a policy's `notify` routes may name (docs/notifications.md).
 NOTIFY_EVENTS = (
@@ -521,6 +521,31 @@ class Condition(Model):
     observed_generation: int | None = None
 
 
+class UsageCount(Model):
+    """How often the grantee made one kind of request during a grant (from the API server's audit)."""
+
+    verb: NonEmpty
+    api_group: str = ""
+    resource: NonEmpty  # `resource` or `resource/subresource`
+    namespace: str = ""  # empty for cluster-scoped requests
+    count: int = Field(ge=1)
+
+
+class UsageSummary(Model):
+    """What a grant was used for, joined from the API server's audit events once it ended.
+
+    `used` counts allowed requests a rule of the grant covers; `unused` are the grant's rules
+    (narrowed to the verb and resource) that no request exercised; `denied` counts requests the
+    grantee made during the grant that the API server refused.
+    """
+
+    used: list[UsageCount] = Field(default_factory=list)
+    unused: list[PolicyRule] = Field(default_factory=list)
+    denied: list[UsageCount] = Field(default_factory=list)
+    events: int = Field(default=0, ge=0, description="audit events attributed to the grant")
+    truncated: bool = False
+
+
 class AccessRequestStatus(Model):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
@@ -540,6 +565,7 @@ class AccessRequestStatus(Model):
     end_reason: str | None = None
     revocation_lag_seconds: float | None = None
     token_credential_id: str | None = None
+    usage: UsageSummary | None = None
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=_CONDITIONS_BY_TYPE)
 

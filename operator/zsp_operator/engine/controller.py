@@ -20,6 +20,7 @@ from zsp_operator.engine.requests import RequestReconciler
 from zsp_operator.engine.revoker import Revoker
 from zsp_operator.engine.status_writer import StatusWriter
 from zsp_operator.engine.sweeper import Sweeper
+from zsp_operator.engine.usage import UsageTracker
 from zsp_operator.engine.view import ClusterView
 from zsp_operator.kube import Kube
 from zsp_operator.observe.auditlog import AuditLog
@@ -73,6 +74,11 @@ class Controller:
         self.sweeper = Sweeper(
             kube, observer, settings, self.view, self.revoker.revoke_soon, cache=self.cache
         )
+        # Evidence of use, only when the API server sends audit events (--audit-webhook-port).
+        self.usage: UsageTracker | None = None
+        if settings.audit_webhook_port:
+            self.usage = UsageTracker(self.view, self.status, observer, clock, settings.audit_settle)
+            observer.grant_ended_hooks.append(self.usage.grant_ended)
 
     @classmethod
     def build(
@@ -112,4 +118,6 @@ class Controller:
         await self.grant_tracker.stop()
         await self.requests.stop()
         await self.revoker.stop()
+        if self.usage is not None:
+            await self.usage.stop()
         await self.observer.close()

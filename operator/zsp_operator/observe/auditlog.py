@@ -26,6 +26,7 @@ APPROVED: Final = "approved"
 DENIED: Final = "denied"
 ISSUED: Final = "issued"
 REVOKED: Final = "revoked"
+USED: Final = "used"
 FAILED: Final = "failed"
 STANDING_FOUND: Final = "standing-binding-found"
 STANDING_REMOVED: Final = "standing-binding-removed"
@@ -36,6 +37,7 @@ EVENTS: Final = (
     DENIED,
     ISSUED,
     REVOKED,
+    USED,
     FAILED,
     STANDING_FOUND,
     STANDING_REMOVED,

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 # The only label names any family may use; tests/unit/test_observe.py holds every family to it.
 # `target` names a target of the notification routes file and `event` a notification event: both bounded.
 BOUNDED_LABELS: Final = frozenset(
-    {"decision", "policy", "mode", "reason", "step", "kind", "counted", "target", "event"}
+    {"decision", "policy", "mode", "reason", "step", "kind", "counted", "target", "event", "outcome"}
 )
 
 # Seconds from request creation to live grant, and behind expiresAt at revocation.
@@ -104,6 +104,30 @@ class Metrics:
         )
         self.notification_queue = Gauge(
             "zsp_notification_queue", "Notifications waiting for delivery, by target", ["target"], registry=r
+        )
+        self.audit_events = Counter(
+            "zsp_audit_events",
+            "API server audit events received, by outcome (used, denied, unrelated, repeated, no-grant)",
+            ["outcome"],
+            registry=r,
+        )
+        self.audit_rejected = Counter(
+            "zsp_audit_webhook_rejected",
+            "Posts to the audit webhook refused, by reason (unauthenticated, malformed, too-large)",
+            ["reason"],
+            registry=r,
+        )
+        self.grants_with_unused_rules = Counter(
+            "zsp_grants_with_unused_rules",
+            "Ended grants whose usage summary lists rules no request exercised, by policy",
+            ["policy"],
+            registry=r,
+        )
+        self.denied_during_grants = Counter(
+            "zsp_denied_requests_during_grants",
+            "Requests grantees made during their grants that the API server refused, by policy",
+            ["policy"],
+            registry=r,
         )
         # uid -> (policy, mode) of every grant counted in active_grants; keyed so that a grant
         # reported twice, or ended without having been counted (before a restart), never skews it.

@@ -28,6 +28,7 @@ from zsp_operator.core.models import (
     CreatedObject,
     Phase,
     TaskGrant,
+    UsageSummary,
     format_time,
 )
 from zsp_operator.core.policy import Decision
@@ -94,6 +95,8 @@ class Observer:
         # its policy was deleted is still told to the policy's routes.
         self.policy_of: Callable[[str], AccessPolicy | None] = lambda _name: None
         self._policies_seen: dict[str, AccessPolicy] = {}
+        # Told of every grant once its privilege is gone (the usage tracker, when it runs).
+        self.grant_ended_hooks: list[Callable[[TaskGrant, AccessRequestStatus | None], None]] = []
         if notifier is not None:
             notifier.warn = self._notification_failed
 
@@ -367,6 +370,8 @@ class Observer:
             lagSeconds=round(lag, 6) if lag is not None else None,
             tokenCredentialId=token_credential_id or grant.status.token_credential_id,
         )
+        for hook in self.grant_ended_hooks:
+            hook(grant, request_status)
         self._notify(n.ENDED, n.about_grant(grant, request_status, f"{reason}: {message}"))
         text = f"TaskGrant {grant.name} revoked ({reason}): {message}"
         if lag is not None:
@@ -374,6 +379,18 @@ class Observer:
         await self._tell(
             _grant_targets(grant), r.GRANT_REVOKED, text, warning=False, break_glass=spec.break_glass
         )
+
+    def usage_observed(
+        self, grant: TaskGrant, summary: UsageSummary, request_status: AccessRequestStatus | None
+    ) -> None:
+        """What an ended grant was used for (audit `used`; metrics for unused rules and denials)."""
+        policy = grant.spec.policy
+        if summary.unused:
+            self.metrics.grants_with_unused_rules.labels(policy).inc()
+        denied = sum(entry.count for entry in summary.denied)
+        if denied:
+            self.metrics.denied_during_grants.labels(policy).inc(denied)
+        self.audit.write(a.USED, **records.of_grant(grant, request_status), usage=summary.to_wire())
 
     async def failed(self, request: AccessRequest, step: str, message: str) -> None:
         """Issuance failed at `step` and was rolled back (audit `failed`, Event GrantFailed)."""

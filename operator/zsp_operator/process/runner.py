@@ -21,6 +21,7 @@ from zsp_operator.handlers import build_registry, build_standby_registry
 from zsp_operator.kube import Kube
 from zsp_operator.observe.metrics import Metrics
 from zsp_operator.process.leader import LeaderElector, LeadershipLost
+from zsp_operator.serving.auditsink import audit_sink
 from zsp_operator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,12 @@ async def _stand_by(
     relaying = asyncio.create_task(_relay(stop, done_standing_by))
     try:
         await _run_kopf(
-            settings, controller, done_standing_by, None, _taking_signals(build_standby_registry(), stop)
+            settings,
+            controller,
+            done_standing_by,
+            None,
+            _taking_signals(build_standby_registry(), stop),
+            acting=False,
         )
     finally:
         relaying.cancel()
@@ -157,19 +163,36 @@ async def _run_kopf(
     stop_flag: asyncio.Event | None,
     ready_flag: asyncio.Event | None,
     registry: kopf.OperatorRegistry,
+    *,
+    acting: bool = True,
 ) -> None:
     namespaces = settings.namespaces
-    await kopf.operator(
-        registry=registry,
-        memo=kopf.Memo(controller=controller, settings=settings),
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        # The Lease (--leader-elect) decides which replica acts; kopf's peering stays off.
-        standalone=True,
-        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None,
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-    )
+    async with _evidence(settings, controller, acting):
+        await kopf.operator(
+            registry=registry,
+            memo=kopf.Memo(controller=controller, settings=settings),
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            # The Lease (--leader-elect) decides which replica acts; kopf's peering stays off.
+            standalone=True,
+            liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz"
+            if settings.health_port
+            else None,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+
+
+@contextlib.asynccontextmanager
+async def _evidence(settings: Settings, controller: Controller, acting: bool) -> AsyncIterator[None]:
+    """The audit webhook, served by the replica that acts only: a standby has no grants to attribute to."""
+    usage = controller.usage
+    if usage is None or not acting:
+        yield
+        return
+    rejected = controller.observer.metrics.audit_rejected
+    async with audit_sink(settings, usage.receive, lambda reason: rejected.labels(reason).inc()):
+        yield
 
 
 def _taking_signals(registry: kopf.OperatorRegistry, stop: asyncio.Event) -> kopf.OperatorRegistry:

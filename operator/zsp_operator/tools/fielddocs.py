@@ -255,6 +255,33 @@ FIELD_DOCS: Final[dict[str, dict[str, str]]] = {
             "The issued token's `jti` (ephemeral grants): the `authentication.kubernetes.io/credential-id` "
             "the API server's audit log shows for calls made with it."
         ),
+        "status.usage": (
+            "What the grant was used for, from the API server's audit events, recorded once after it "
+            "ended (`zsp run --audit-webhook-port`; docs/evidence.md)."
+        ),
+        "status.usage.used": "Allowed requests a rule of the grant covers, counted by verb, resource and namespace.",
+        "status.usage.used[].verb": "The request's verb (`get`, `list`, `watch`, `create`, `patch`, ...).",
+        "status.usage.used[].apiGroup": "The resource's API group (empty for the core group).",
+        "status.usage.used[].resource": "The resource, or `resource/subresource`.",
+        "status.usage.used[].namespace": "The namespace of the request (empty: cluster-scoped).",
+        "status.usage.used[].count": "How many such requests were made.",
+        "status.usage.unused": (
+            "The grant's rules, narrowed to verb and resource, that no request exercised: "
+            "candidates for `zsp advise` (empty for a catalogued ClusterRole, whose rules the grant does not hold)."
+        ),
+        "status.usage.unused[].verbs": "Verbs never used.",
+        "status.usage.unused[].apiGroups": "The API group.",
+        "status.usage.unused[].resources": "Resources never used with those verbs.",
+        "status.usage.unused[].resourceNames": "The rule's resource names, if it had any.",
+        "status.usage.unused[].nonResourceURLs": "Always empty: non-resource rules are not followed.",
+        "status.usage.denied": "Requests the grantee made during the grant that the API server refused.",
+        "status.usage.denied[].verb": "The request's verb.",
+        "status.usage.denied[].apiGroup": "The resource's API group.",
+        "status.usage.denied[].resource": "The resource, or `resource/subresource`.",
+        "status.usage.denied[].namespace": "The namespace of the request (empty: cluster-scoped).",
+        "status.usage.denied[].count": "How many such requests were refused.",
+        "status.usage.events": "Audit events attributed to the grant (used and denied).",
+        "status.usage.truncated": "True when a list was cut at 100 entries.",
         "status.observedGeneration": "The `metadata.generation` the operator last acted on.",
     },
     "TaskGrant": {
