@@ -153,11 +153,11 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def sim_cluster(crds: list[dict[str, Any]]) -> Iterator[Cluster]:
-    """The in-memory API server with the CRDs installed, in its own thread."""
+def sim_cluster(crds: list[dict[str, Any]], **options: Any) -> Iterator[Cluster]:
+    """The in-memory API server with the CRDs installed, in its own thread (`options`: SimServer's)."""
     from zsp_operator.sim import serve_in_thread  # imported here: only the sim tier needs it
 
-    with tempfile.TemporaryDirectory(prefix="zsp-sim-") as tmp, serve_in_thread(crds=crds) as sim:
+    with tempfile.TemporaryDirectory(prefix="zsp-sim-") as tmp, serve_in_thread(crds=crds, **options) as sim:
         kubeconfig = sim.write_kubeconfig(Path(tmp) / "admin.kubeconfig")
         yield Cluster(
             tier="sim",
@@ -172,7 +172,7 @@ def sim_cluster(crds: list[dict[str, Any]]) -> Iterator[Cluster]:
 
 
 @contextlib.contextmanager
-def envtest_cluster(crds: list[dict[str, Any]]) -> Iterator[Cluster]:
+def envtest_cluster(crds: list[dict[str, Any]], apiserver_args: Sequence[str] = ()) -> Iterator[Cluster]:
     """A real control plane from KUBEBUILDER_ASSETS with the CRDs applied.
 
     Raises:
@@ -180,7 +180,7 @@ def envtest_cluster(crds: list[dict[str, Any]]) -> Iterator[Cluster]:
     """
     import envtest  # imported here: sim-only runs never load the launcher
 
-    with envtest.control_plane(USERS) as plane:
+    with envtest.control_plane(USERS, apiserver_extra_args=apiserver_args) as plane:
         tokens = plane.user_tokens
         cluster = Cluster(
             tier="envtest",
@@ -313,18 +313,25 @@ __all__ = [
 
 
 @contextlib.contextmanager
-def tier_cluster(tier: str) -> Iterator[Cluster]:
-    """The cluster of one tier with our CRDs; the envtest tier skips, saying why, without binaries."""
+def tier_cluster(
+    tier: str, *, sim_options: dict[str, Any] | None = None, apiserver_args: Sequence[str] = ()
+) -> Iterator[Cluster]:
+    """The cluster of one tier with our CRDs; the envtest tier skips, saying why, without binaries.
+
+    A story that needs the API server started differently (an audit webhook) passes the same
+    setting in each tier's words: `sim_options` for the in-memory server, `apiserver_args`
+    for kube-apiserver.
+    """
     import envtest  # imported here: sim-only runs never load the launcher
 
     crds = load_crds()
     if tier == "sim":
-        with sim_cluster(crds) as sim:
+        with sim_cluster(crds, **(sim_options or {})) as sim:
             yield sim
         return
     with contextlib.ExitStack() as stack:
         try:
-            real = stack.enter_context(envtest_cluster(crds))
+            real = stack.enter_context(envtest_cluster(crds, apiserver_args))
         except envtest.AssetsMissing as missing:
             if real_tier_required():
                 pytest.fail(f"envtest tier required ({REQUIRE_REAL_TIER} is set) but cannot run: {missing}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("policy", metavar="POLICY", help="the AccessPolicy's name")
     parser.add_argument(
-        "--since", default="7d", metavar="DURATION", help="grants that ended this recently (default 7d)"
+        "--since",
+        default="7d",
+        metavar="DURATION",
+        help="grants that ended this recently: 7d, 12h, 90m (default 7d)",
     )
     parser.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="output format")
     parser.add_argument("--policy-file", type=Path, metavar="FILE", help="read the policy from FILE")
@@ -56,7 +59,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        since = parse_duration(args.since)
+        since = _since(args.since)
     except ValueError as err:
         return fail(f"--since {args.since}: {err}")
     cutoff = datetime.now(UTC) - since
@@ -85,6 +88,13 @@ def run(args: argparse.Namespace) -> int:
 
 async def _requests(kube: Kube) -> list[dict[str, Any]]:
     return await kube.list(ACCESS_REQUESTS)
+
+
+def _since(text: str) -> timedelta:
+    """A duration as the policies write it (`90m`, `12h`), or whole days (`7d`)."""
+    if text.endswith("d") and text[:-1].isdigit():
+        return timedelta(days=int(text[:-1]))
+    return parse_duration(text)
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:

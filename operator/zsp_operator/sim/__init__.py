@@ -39,6 +39,11 @@ Known approximations (details in the module docstrings):
 - Deletion (`deletion`): no grace periods. Lists (`paging`): `resourceVersion` other than
   an Exact match reads the latest state; watch (`watch`) has no watch-list streaming limits.
 - Discovery (`discovery`): OpenAPI v3 without schemas, no OpenAPI v2; no protobuf anywhere.
+- Auditing (`audit`, `auditwebhook`): an audit policy and a batching webhook as
+  kube-apiserver's `--audit-policy-file` and `--audit-webhook-config-file`, but only the
+  ResponseComplete stage, no request or response bodies at any level, no `objectRef.name`
+  on creates (taken from the URL, not the body), no decision annotation on a 404 for an
+  unknown resource, and retries without jitter.
 """
 
 from zsp_operator.sim.auth import UserInfo
