@@ -228,6 +228,30 @@ def test_describe_of_an_ephemeral_request_shows_delivery_rules_and_the_token_id(
     assert "  TTL:        the policy's defaultTTL" in text
 
 
+def test_describe_shows_what_an_ended_grant_was_used_for() -> None:
+    body = request((0.1, decided()), (1, issued()), (5, ended("Completed", "done", 5)), spec=EPHEMERAL_SPEC)
+    assert "Usage" not in render(body, events=[], grant=None, policy=None, now=NOW)
+    body["status"]["usage"] = {
+        "used": [
+            {"verb": "get", "apiGroup": "apps", "resource": "deployments", "namespace": "pay", "count": 4}
+        ],
+        "unused": [{"verbs": ["patch", "update"], "apiGroups": ["apps"], "resources": ["deployments"]}],
+        "denied": [{"verb": "delete", "resource": "pods", "namespace": "pay", "count": 1}],
+        "events": 5,
+    }
+    text = render(body, events=[], grant=None, policy=None, now=NOW)
+    rows = [line.split() for line in text.split("Usage:")[1].split("Conditions:")[0].strip().splitlines()]
+    assert rows[1:] == [
+        ["used", "get", "apps/deployments", "pay", "4"],
+        ["denied", "delete", "pods", "pay", "1"],
+        ["unused", "patch,update", "apps/deployments", "<none>", "<none>"],
+    ]
+    body["status"]["usage"] = {"events": 0}
+    assert "Usage:        no request made with the grant" in render(
+        body, events=[], grant=None, policy=None, now=NOW
+    )
+
+
 def test_describe_of_an_undecided_request() -> None:
     text = render(request(), events=[], grant=None, policy=None, now=NOW)
     assert "Decision:\n  not decided yet: the operator has not seen this request" in text

@@ -211,6 +211,46 @@ def _objects_section(body: Body, grant: Body | None) -> list[str]:
     return [_field("Objects", "none: nothing was issued")]
 
 
+def _usage_section(body: Body) -> list[str]:
+    """What the grant was used for, when the operator recorded it (docs/evidence.md)."""
+    usage = status_of(body).usage
+    if usage is None:
+        return []
+    rows = [
+        [
+            "used",
+            u.verb,
+            f"{u.api_group}/{u.resource}" if u.api_group else u.resource,
+            u.namespace,
+            str(u.count),
+        ]
+        for u in usage.used
+    ]
+    rows += [
+        [
+            "denied",
+            d.verb,
+            f"{d.api_group}/{d.resource}" if d.api_group else d.resource,
+            d.namespace,
+            str(d.count),
+        ]
+        for d in usage.denied
+    ]
+    rows += [
+        [
+            "unused",
+            ",".join(r.verbs),
+            ",".join(f"{g}/{res}" if g else res for g in r.api_groups for res in r.resources),
+            "",
+            "",
+        ]
+        for r in usage.unused
+    ]
+    if not rows:
+        return [_field("Usage", "no request made with the grant")]
+    return ["Usage:", *_indented(table(["", "verb", "resource", "namespace", "count"], rows))]
+
+
 def _conditions_section(body: Body, now: datetime) -> list[str]:
     conditions = status_of(body).conditions
     if not conditions:
@@ -287,6 +327,7 @@ def render(
         *_approvals_section(body, policy, now),
         *_grant_section(body, now),
         *_objects_section(body, grant),
+        *_usage_section(body),
         *_conditions_section(body, now),
         *_timeline_section(timeline(body, events or []), now),
         *_events_section(events, now, events_error),
