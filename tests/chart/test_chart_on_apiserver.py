@@ -3,8 +3,9 @@ KUBEBUILDER_ASSETS is set).
 
 Covered:
 - every rendered object of a kind the server serves is accepted by a server-side dry run
-  (defaults and the cert-manager variant; kinds the server does not serve, such as
-  cert-manager's or the Prometheus Operator's, are left out);
+  (defaults, the cert-manager variant, and the audit webhook with its NodePort Service and
+  NetworkPolicy rule; kinds the server does not serve, such as cert-manager's or the
+  Prometheus Operator's, are left out);
 - the FlowSchema and PriorityLevelConfiguration, made invalid one field at a time, are
   refused with the same message on both tiers, and what is left out is defaulted alike;
 - with the chart's RBAC created for real, the API server's own authorizer answers for the
@@ -99,10 +100,26 @@ def chart_for(namespace: str, values: dict[str, Any]) -> Rendered:
     return render({**values, "fullnameOverride": namespace, "webhook": webhook}, namespace=namespace)
 
 
+AUDIT_WEBHOOK: dict[str, Any] = {
+    "auditWebhook": {
+        "enabled": True,
+        "certSecret": "zsp-audit-tls",
+        "tokenSecret": {"name": "zsp-audit-token"},
+        "clientCASecret": {"name": "zsp-audit-client-ca"},
+        "service": {"type": "NodePort"},
+    },
+    "networkPolicy": {"enabled": True, "auditWebhookFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]},
+}
+
+
 @pytest.mark.parametrize(
     "variant",
-    [{}, {"webhook": {"certificate": {"source": "cert-manager"}}, "podDisruptionBudget": {"enabled": True}}],
-    ids=["defaults", "cert-manager"],
+    [
+        {},
+        {"webhook": {"certificate": {"source": "cert-manager"}}, "podDisruptionBudget": {"enabled": True}},
+        AUDIT_WEBHOOK,
+    ],
+    ids=["defaults", "cert-manager", "audit-webhook"],
 )
 async def test_every_rendered_object_passes_a_server_side_dry_run(
     api: client.ApiClient, variant: dict[str, Any]

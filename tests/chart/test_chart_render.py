@@ -43,6 +43,12 @@ ALL_ON: dict[str, Any] = {
     "networkPolicy": {"enabled": True},
     "podDisruptionBudget": {"enabled": True},
     "dashboard": {"enabled": True},
+    "auditWebhook": {
+        "enabled": True,
+        "certSecret": "zsp-audit-tls",
+        "tokenSecret": {"name": "zsp-audit-token"},
+        "clientCASecret": {"name": "zsp-audit-client-ca"},
+    },
     "priorityClassName": "system-cluster-critical",
 }
 

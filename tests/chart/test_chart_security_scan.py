@@ -45,10 +45,20 @@ def checkov() -> str:
     pytest.skip("checkov not installed: set ZSP_CHECKOV (see .ci/run) to scan the chart")
 
 
+# What an optional part needs besides `enabled: true` to render.
+NEEDED_WITH: dict[str, dict[str, Any]] = {
+    "auditWebhook": {
+        "certSecret": "zsp-audit-tls",
+        "tokenSecret": {"name": "zsp-audit-token"},
+        "clientCASecret": {"name": "zsp-audit-client-ca"},
+    },
+}
+
+
 def everything_on() -> dict[str, Any]:
     """Every optional part of the chart switched on (top-level `enabled: false` toggles)."""
     return {
-        key: {"enabled": True}
+        key: {"enabled": True, **NEEDED_WITH.get(key, {})}
         for key, value in chart_values().items()
         if isinstance(value, dict) and value.get("enabled") is False
     }

@@ -62,6 +62,49 @@ app.kubernetes.io/part-of: zsp-operator
 {{- printf "%s-metrics" (include "zsp-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{- define "zsp-operator.auditServiceName" -}}
+{{- printf "%s-audit" (include "zsp-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Where the audit webhook's Secrets are mounted: the serving certificate (a directory, as
+--audit-webhook-cert-dir wants), the bearer token and the client CA (files).
+*/}}
+{{- define "zsp-operator.auditCertDir" -}}
+/etc/zsp-operator/audit-tls
+{{- end }}
+
+{{- define "zsp-operator.auditTokenFile" -}}
+{{- printf "/etc/zsp-operator/audit-token/%s" .Values.auditWebhook.tokenSecret.key }}
+{{- end }}
+
+{{- define "zsp-operator.auditClientCAFile" -}}
+{{- printf "/etc/zsp-operator/audit-client-ca/%s" .Values.auditWebhook.clientCASecret.key }}
+{{- end }}
+
+{{/*
+The audit webhook's values, checked once more here for `--skip-schema-validation`; renders
+nothing.
+*/}}
+{{- define "zsp-operator.auditWebhookChecks" -}}
+{{- $aw := .Values.auditWebhook }}
+{{- if $aw.enabled }}
+{{- if not $aw.certSecret }}
+{{- fail "auditWebhook.certSecret: name the kubernetes.io/tls Secret the audit webhook serves (the API server posts audit events over TLS only)" }}
+{{- end }}
+{{- if not (or $aw.tokenSecret.name $aw.clientCASecret.name) }}
+{{- fail "auditWebhook: set tokenSecret.name or clientCASecret.name (or both): the audit webhook believes only the API server" }}
+{{- end }}
+{{- $p := .Values.ports }}
+{{- if has (int $aw.port) (list (int $p.webhook) (int $p.metrics) (int $p.health)) }}
+{{- fail (printf "auditWebhook.port: %d is already one of ports.webhook, ports.metrics, ports.health" (int $aw.port)) }}
+{{- end }}
+{{- if and (eq $aw.service.type "ClusterIP") (not (kindIs "invalid" $aw.service.nodePort)) }}
+{{- fail "auditWebhook.service.nodePort: only a NodePort or LoadBalancer Service has a node port" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/*
 Secret of the webhook's serving certificate; the operator's own default is "<service>-tls".
 */}}
