@@ -13,6 +13,7 @@ from typing import Any
 import kopf
 
 from zsp_operator.core import constants as c
+from zsp_operator.handlers.admission_loop import OwnLoopWebhookServer
 from zsp_operator.handlers.common import controller_of, retry_on_api_errors
 from zsp_operator.kube.retry import Backoffs
 from zsp_operator.serving.pki import LOOPBACK, issue_serving_pki
@@ -40,7 +41,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any) -> None:
         # A local control plane reaches us on loopback; kopf registers both configurations.
         pki = issue_serving_pki(LOOPBACK, common_name="zsp-operator-webhook")
         cert, key = pki.write(Path(tempfile.mkdtemp(prefix="zsp-webhook-")))
-        settings.admission.server = kopf.WebhookServer(
+        settings.admission.server = OwnLoopWebhookServer(
             addr="127.0.0.1",
             port=ours.webhook_port or None,
             host="127.0.0.1",
@@ -76,7 +77,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any) -> None:
 
 
 def _cluster_server(tls: ReloadableContext, port: int) -> kopf.WebhookServer:
-    return kopf.WebhookServer(
+    return OwnLoopWebhookServer(
         addr="0.0.0.0",  # noqa: S104 - the Service routes to the pod's address
         port=port,
         context=tls.context,  # ours, so a renewed certificate can be loaded into it

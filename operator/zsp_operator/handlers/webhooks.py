@@ -1,5 +1,9 @@
 """Admission webhooks: identities and approvals from the API server's userInfo, and the
-checks the CRD schema cannot express. Decisions live in core.admission; this only wires."""
+checks the CRD schema cannot express. Decisions live in core.admission; this only wires.
+
+The handlers are coroutines that only read, answered on the admission loop of their own
+(`admission_loop.py`): no thread hop to an executor, no wait behind the engine.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ def _old(kwargs: dict[str, Any]) -> dict[str, Any] | None:
 
 def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.mutate(*REQUESTS, id="identity", operations=["CREATE", "UPDATE"], registry=registry)
-    def record_identity(
+    async def record_identity(
         body: kopf.Body, userinfo: kopf.UserInfo, patch: kopf.Patch, memo: Any, **kwargs: Any
     ) -> None:
         controller = controller_of(memo)
@@ -48,7 +52,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
         _apply(verdict, patch)
 
     @kopf.on.validate(*REQUESTS, id="request-spec", operations=["CREATE", "UPDATE"], registry=registry)
-    def validate_request(body: kopf.Body, userinfo: kopf.UserInfo, memo: Any, **kwargs: Any) -> None:
+    async def validate_request(body: kopf.Body, userinfo: kopf.UserInfo, memo: Any, **kwargs: Any) -> None:
         controller = controller_of(memo)
         if userinfo.get("username") == controller.identity:
             return  # the operator writes status and bookkeeping, never the spec
@@ -59,7 +63,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
         _reject(verdict)
 
     @kopf.on.validate(*GRANTS, id="operator-only", operations=["CREATE", "UPDATE"], registry=registry)
-    def grants_are_ours(userinfo: kopf.UserInfo, memo: Any, **_: Any) -> None:
+    async def grants_are_ours(userinfo: kopf.UserInfo, memo: Any, **_: Any) -> None:
         username = userinfo.get("username")
         if username not in (controller_of(memo).identity, _GARBAGE_COLLECTOR):
             raise kopf.AdmissionError(
@@ -68,5 +72,5 @@ def register(registry: kopf.OperatorRegistry) -> None:
             )
 
     @kopf.on.validate(*POLICIES, id="policy", operations=["CREATE", "UPDATE"], registry=registry)
-    def validate_policy(body: kopf.Body, memo: Any, **_: Any) -> None:
+    async def validate_policy(body: kopf.Body, memo: Any, **_: Any) -> None:
         _reject(admission.admit_policy(dict(body), controller_of(memo).settings.catalog))
