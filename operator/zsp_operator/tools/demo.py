@@ -31,18 +31,29 @@ from zsp_operator.kube.resources import (
     ACCESS_POLICIES,
     ACCESS_REQUESTS,
     BY_KIND,
+    PODS,
     ROLE_BINDINGS,
     ROLES,
     SECRETS,
     SERVICE_ACCOUNTS,
     TASK_GRANTS,
+    Resource,
 )
 from zsp_operator.process.runner import run_operator
 from zsp_operator.settings import Settings
 from zsp_operator.tools.bundled import documents, example, operator_rbac
 from zsp_operator.tools.crdgen import build_crds
+from zsp_operator.tools.demo_evidence import (
+    Evidence,
+    advice_text,
+    evidence_files,
+    recorded,
+    unused_text,
+    used_text,
+)
 
 TARGET, CI = "payments-staging", "ci"
+DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment")
 BIND_POLICY, EPHEMERAL_POLICY = "ci-deployers", "ci-inspectors"
 
 
@@ -120,13 +131,19 @@ def _request(file: Traversable, **spec: Any) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def _operator(
-    admin: Kube, kubeconfig: Callable[[str], dict[str, Any]], audit: TextIO
+    admin: Kube, kubeconfig: Callable[[str], dict[str, Any]], audit: TextIO, evidence: Evidence | None
 ) -> AsyncIterator[None]:
     """The operator in this process, as ServiceAccount zsp-system/zsp-operator."""
     await _apply(admin, documents(operator_rbac()))
     token = await request_token(admin, "zsp-system", "zsp-operator", seconds=3600)
     kube = await Kube.from_dict(kubeconfig(token))
-    settings = Settings(dev=True, webhook_port=0, metrics_port=0, health_port=0)
+    settings = Settings(
+        dev=True,
+        webhook_port=0,
+        metrics_port=0,
+        health_port=0,
+        **(evidence.operator_settings() if evidence is not None else {}),
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(
         run_operator(
@@ -142,8 +159,17 @@ async def _operator(
         await kube.close()
 
 
-async def play(admin: Kube, kubeconfig: Callable[[str | None], dict[str, Any]], out: TextIO) -> None:
-    """The story. Raises StepFailed at the first step that does not behave."""
+async def play(
+    admin: Kube,
+    kubeconfig: Callable[[str | None], dict[str, Any]],
+    out: TextIO,
+    evidence: Evidence | None = None,
+) -> None:
+    """The story. Raises StepFailed at the first step that does not behave.
+
+    With `evidence` (the in-memory API server sends its audit events to the operator), the
+    ephemeral grant's use is recorded and shown, and what `zsp advise` would cut.
+    """
     line = Timeline(out)
     for situation in ("ci-pipeline", "ephemeral-kubeconfig"):
         await _apply(admin, documents(example(situation, "setup.yaml")))
@@ -154,7 +180,7 @@ async def play(admin: Kube, kubeconfig: Callable[[str | None], dict[str, Any]], 
     )
     line.say("setup", "AccessPolicy ci-inspectors: or for a fresh identity, its kubeconfig delivered to ci")
     audit = io.StringIO()
-    async with _operator(admin, kubeconfig, audit):
+    async with _operator(admin, kubeconfig, audit, evidence):
         line.say(
             "operator", "running as zsp-system/zsp-operator (least privilege); admission webhooks answer"
         )
@@ -222,6 +248,11 @@ async def play(admin: Kube, kubeconfig: Callable[[str | None], dict[str, Any]], 
         delivered = yaml.safe_load(base64.b64decode(secret.get("data", {}).get(c.DELIVERY_KEY, "")))
         allowed = await may_as(delivered, "patch", "deployments", TARGET, "apps")
         line.check(allowed is True, "works", "the delivered kubeconfig may patch deployments: yes")
+        if evidence is not None:
+            async with await Kube.from_dict(delivered) as inspector:
+                await inspector.list(PODS, TARGET)
+                await inspector.get(DEPLOYMENTS, "checkout", TARGET)
+            line.say("task", "with it the task lists pods and reads one deployment, nothing else")
         expired = await _phase(admin, "inspect-4712", "Expired", within=15)
         lag = expired["status"].get("revocationLagSeconds")
         line.check(
@@ -233,6 +264,16 @@ async def play(admin: Kube, kubeconfig: Callable[[str | None], dict[str, Any]], 
         line.check(
             dead, "refused", "the delivered token no longer authenticates (its ServiceAccount is gone)"
         )
+        if evidence is not None:
+            usage = await recorded(admin, "inspect-4712", TARGET)
+            line.check(
+                usage is not None and bool(usage.used),
+                "evidence",
+                f"the API server's audit events say it used: {used_text(usage) if usage else 'nothing recorded'}",
+            )
+            line.say("unused", f"never exercised: {unused_text(usage) if usage else '?'}")
+            advice = await advice_text(admin, EPHEMERAL_POLICY, TARGET)
+            line.say("advise", f"zsp advise {EPHEMERAL_POLICY} would keep only: {advice}")
 
         # --- a hand-made binding dressed up as the operator's: standing privilege, removed ----
         await admin.create(ROLE_BINDINGS, _forged_binding())
@@ -279,19 +320,23 @@ async def _clean(kube: Kube) -> bool:
 
 
 @contextlib.contextmanager
-def _in_memory() -> Iterator[tuple[dict[str, Any], Callable[[str | None], dict[str, Any]], str]]:
+def _in_memory() -> Iterator[tuple[dict[str, Any], Callable[[str | None], dict[str, Any]], str, Evidence]]:
     from zsp_operator.sim import serve_in_thread  # the test double is loaded only here
 
-    with serve_in_thread(crds=build_crds()) as sim:
-        yield sim.kubeconfig(), lambda token: sim.kubeconfig(token), f"in-memory API server at {sim.url}"
+    with evidence_files() as evidence, serve_in_thread(crds=build_crds(), **evidence.sim_options()) as sim:
+        where = f"in-memory API server at {sim.url}, its audit events sent to the operator"
+        yield sim.kubeconfig(), lambda token: sim.kubeconfig(token), where, evidence
 
 
 async def _against(
-    config: dict[str, Any], for_token: Callable[[str | None], dict[str, Any]], out: TextIO
+    config: dict[str, Any],
+    for_token: Callable[[str | None], dict[str, Any]],
+    out: TextIO,
+    evidence: Evidence | None = None,
 ) -> int:
     async with await Kube.from_dict(config) as admin:
         try:
-            await play(admin, for_token, out)
+            await play(admin, for_token, out, evidence)
         except (StepFailed, KubeError, TimeoutError) as err:
             print(f"\nthe demo stopped: {err}", file=out)
             return 1
@@ -308,9 +353,9 @@ async def _against(
 def run_demo(kubeconfig: str | None, out: TextIO) -> int:
     print("zsp demo: zero standing privilege, as it happens\n", file=out)
     if kubeconfig is None:
-        with _in_memory() as (config, for_token, where):
+        with _in_memory() as (config, for_token, where, evidence):
             print(f"  API server: {where} (no cluster needed)\n", file=out)
-            return asyncio.run(_against(config, for_token, out))
+            return asyncio.run(_against(config, for_token, out, evidence))
     config = yaml.safe_load(Path(kubeconfig).read_text(encoding="utf-8"))
     print(f"  API server: from {kubeconfig}\n", file=out)
     return asyncio.run(_against(config, lambda token: _with_token(config, token), out))
