@@ -279,3 +279,22 @@ def test_scenarios_reach_every_outcome() -> None:
 
     record()
     assert seen == set(Outcome)
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenarios)
+def test_a_denial_names_the_policy_with_the_fewest_mismatches(scenario: tuple[Any, ...]) -> None:
+    # The reference: every policy checked in full, the fewest mismatches, the first name on a tie.
+    from zsp_operator.core.policy import _continue, _Inputs, _start
+
+    req, pols, live, catalog, cap = scenario
+    decision = decide(req, pols, GrantIndex.of(live), LABELS, NOW, catalog=catalog, break_glass_max_ttl=cap)
+    if decision.outcome is not Outcome.DENIED or not pols or req.spec.policy is not None:
+        return
+    inputs = _Inputs(req, GrantIndex.of(live), NOW, LABELS, catalog=catalog, break_glass_max_ttl=cap)
+    full = [_start(inputs, policy) for policy in sorted(pols, key=lambda p: p.name)]
+    for ev in full:
+        _continue(inputs, ev, to_first_mismatch=False)
+    closest = min(full, key=lambda ev: (len(ev.mismatches), ev.name))
+    assert decision.policy == closest.name
+    assert list(decision.mismatches) == closest.written_mismatches()
