@@ -15,12 +15,9 @@ import base64
 import contextlib
 import io
 import json
-import secrets
-import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -41,102 +38,38 @@ from zsp_operator.kube.resources import (
     SECRETS,
     SELF_SUBJECT_ACCESS_REVIEWS,
 )
-from zsp_operator.serving.pki import LOOPBACK, issue_serving_pki
+from zsp_operator.tools.demo_evidence import BATCH_WAIT, Evidence, evidence_files
 
-# Short enough for a test; the API server's default batch wait is 30 s.
-BATCH_WAIT = 0.5
-SETTLE = "3s"
 # What the grants of this module's policy may do: read pods, read deployments.
 READ_RULES = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]},
 ]
 READ_PERMISSIONS = [{"name": "read", "rules": READ_RULES}]
-AUDIT_POLICY = {
-    "apiVersion": "audit.k8s.io/v1",
-    "kind": "Policy",
-    "omitStages": ["RequestReceived", "ResponseStarted"],
-    "rules": [
-        {"level": "None", "users": ["system:serviceaccount:zsp-system:zsp-operator"]},
-        {"level": "None", "userGroups": ["system:serviceaccounts:kube-system"]},
-        {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
-        {"level": "None"},
-    ],
-}
+# How long the API server's batch may take to arrive, with room to spare.
+IN_FLIGHT = BATCH_WAIT * 5
 
 
 @dataclass(frozen=True)
 class Audited:
-    """A cluster whose API server sends audit events to whatever listens on `port`."""
+    """A cluster whose API server sends audit events to whatever listens on the evidence port."""
 
     cluster: Cluster
-    port: int
-    cert_dir: Path
-    token_file: Path
-    ca_file: Path
+    evidence: Evidence
 
     def operator_flags(self) -> dict[str, Any]:
-        return {
-            "audit_webhook_port": self.port,
-            "audit_webhook_cert_dir": str(self.cert_dir),
-            "audit_webhook_token_file": str(self.token_file),
-            "audit_settle": SETTLE,
-        }
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}/audit"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+        return {**self.evidence.operator_settings(), "audit_settle": "3s"}
 
 
 @pytest.fixture(scope="module", params=TIER_PARAMS)
-def audited(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audited]:
-    folder = tmp_path_factory.mktemp("audit-webhook")
-    pki = issue_serving_pki(LOOPBACK, common_name="zsp-operator-audit")
-    pki.write(folder)
-    (folder / "ca.crt").write_bytes(pki.ca_cert)
-    token = secrets.token_urlsafe(32)
-    (folder / "token").write_text(token)
-    port = _free_port()
-    kubeconfig = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "zsp-operator",
-                "cluster": {
-                    "server": f"https://127.0.0.1:{port}/audit",
-                    "certificate-authority-data": base64.b64encode(pki.ca_cert).decode(),
-                },
-            }
-        ],
-        "users": [{"name": "kube-apiserver", "user": {"token": token}}],
-        "contexts": [{"name": "default", "context": {"cluster": "zsp-operator", "user": "kube-apiserver"}}],
-        "current-context": "default",
-    }
-    (folder / "webhook.kubeconfig").write_text(yaml.safe_dump(kubeconfig))
-    (folder / "policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
-    sim_options = {
-        "audit_policy_file": folder / "policy.yaml",
-        "audit_webhook_config_file": folder / "webhook.kubeconfig",
-        "audit_webhook_batch_max_wait": BATCH_WAIT,
-        "audit_webhook_initial_backoff": 0.2,
-    }
-    apiserver_args = [
-        f"--audit-policy-file={folder / 'policy.yaml'}",
-        f"--audit-webhook-config-file={folder / 'webhook.kubeconfig'}",
-        "--audit-webhook-mode=batch",
-        f"--audit-webhook-batch-max-wait={int(BATCH_WAIT * 1000)}ms",
-        "--audit-webhook-initial-backoff=200ms",
-    ]
-    with tier_cluster(request.param, sim_options=sim_options, apiserver_args=apiserver_args) as cluster:
-        yield Audited(cluster, port, folder, folder / "token", folder / "ca.crt")
+def audited(request: pytest.FixtureRequest) -> Iterator[Audited]:
+    with (
+        evidence_files() as evidence,
+        tier_cluster(
+            request.param, sim_options=evidence.sim_options(), apiserver_args=evidence.apiserver_args()
+        ) as cluster,
+    ):
+        yield Audited(cluster, evidence)
 
 
 async def _delivered_token(w: World, name: str) -> str:
@@ -191,7 +124,7 @@ async def test_an_ephemeral_grant_that_only_reads_pods_records_deployments_as_un
         async with await as_user(cluster, other) as deployer:
             with pytest.raises(Forbidden):
                 await deployer.list(PODS, w.target)
-        await asyncio.sleep(BATCH_WAIT * 3)  # the API server's batch is on its way before the end
+        await asyncio.sleep(IN_FLIGHT)  # the API server's batch is on its way before the end
         await w.admin.patch(ACCESS_REQUESTS, "read-1", {"spec": {"done": True}}, w.target)
         await wait_for_phase(w.admin, w.target, "read-1", "Completed")
 
@@ -235,7 +168,7 @@ async def test_a_bound_grant_counts_only_what_its_grantee_did_while_it_was_live(
             await wait_for_phase(w.admin, w.target, "bound-1", "Active")
             await eventually(lambda: _allowed(deployer, w.target), within=10)
             await deployer.get(PODS, "web-1", w.target)
-            await asyncio.sleep(BATCH_WAIT * 3)
+            await asyncio.sleep(IN_FLIGHT)
             await w.admin.patch(ACCESS_REQUESTS, "bound-1", {"spec": {"done": True}}, w.target)
             await wait_for_phase(w.admin, w.target, "bound-1", "Completed")
             with pytest.raises(Forbidden):
@@ -259,19 +192,21 @@ async def test_only_the_api_server_is_believed_and_bad_lists_change_nothing(audi
         forged = _event_list(
             _forged_deployments_read(identity, active["status"]["tokenCredentialId"], w.target)
         )
-        ssl_context = ssl.create_default_context(cafile=str(audited.ca_file))
+        ssl_context = ssl.create_default_context(cafile=str(audited.evidence.folder / "ca.crt"))
         async with aiohttp.ClientSession() as session:
             for headers, body, status in (
                 ({}, forged, 401),  # no token: anyone on the network
                 ({"Authorization": "Bearer guessed"}, forged, 401),
-                ({"Authorization": f"Bearer {audited.token_file.read_text()}"}, b"{not json", 400),
+                ({"Authorization": f"Bearer {audited.evidence.token}"}, b"{not json", 400),
                 (
-                    {"Authorization": f"Bearer {audited.token_file.read_text()}"},
+                    {"Authorization": f"Bearer {audited.evidence.token}"},
                     json.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": "x"}).encode(),
                     400,
                 ),
             ):
-                async with session.post(audited.url, data=body, headers=headers, ssl=ssl_context) as answer:
+                async with session.post(
+                    audited.evidence.url, data=body, headers=headers, ssl=ssl_context
+                ) as answer:
                     assert answer.status == status
         rejected = op.controller.observer.metrics.audit_rejected
         assert rejected.labels("unauthenticated")._value.get() == 2
@@ -279,7 +214,7 @@ async def test_only_the_api_server_is_believed_and_bad_lists_change_nothing(audi
 
         token = await _delivered_token(w, "read-2")
         await _read_pods_and_try_a_delete(audited, token, w.target)  # the operator carries on as ever
-        await asyncio.sleep(BATCH_WAIT * 3)
+        await asyncio.sleep(IN_FLIGHT)
         await w.admin.patch(ACCESS_REQUESTS, "read-2", {"spec": {"done": True}}, w.target)
         usage = await _usage(w, "read-2")
         assert ("get", "apps", "deployments") not in _counts(usage["used"]), (
@@ -302,7 +237,7 @@ async def test_zsp_advise_proposes_the_rules_several_grants_used(audited: Audite
                 await grantee.list(PODS, w.target)
                 if name == "adv-2":
                     await grantee.get(PODS, "web-1", w.target)
-            await asyncio.sleep(BATCH_WAIT * 3)
+            await asyncio.sleep(IN_FLIGHT)
             await w.admin.patch(ACCESS_REQUESTS, name, {"spec": {"done": True}}, w.target)
         for name in ("adv-1", "adv-2"):
             await _usage(w, name)

@@ -216,31 +216,19 @@ def _usage_section(body: Body) -> list[str]:
     usage = status_of(body).usage
     if usage is None:
         return []
+
+    def resource(group: str, name: str) -> str:
+        return f"{group}/{name}" if group else name
+
+    counted = [("used", u) for u in usage.used] + [("denied", d) for d in usage.denied]
     rows = [
-        [
-            "used",
-            u.verb,
-            f"{u.api_group}/{u.resource}" if u.api_group else u.resource,
-            u.namespace,
-            str(u.count),
-        ]
-        for u in usage.used
-    ]
-    rows += [
-        [
-            "denied",
-            d.verb,
-            f"{d.api_group}/{d.resource}" if d.api_group else d.resource,
-            d.namespace,
-            str(d.count),
-        ]
-        for d in usage.denied
+        [kind, c.verb, resource(c.api_group, c.resource), c.namespace, str(c.count)] for kind, c in counted
     ]
     rows += [
         [
             "unused",
             ",".join(r.verbs),
-            ",".join(f"{g}/{res}" if g else res for g in r.api_groups for res in r.resources),
+            ",".join(resource(g, n) for g in r.api_groups for n in r.resources),
             "",
             "",
         ]

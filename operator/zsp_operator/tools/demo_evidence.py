@@ -1,8 +1,9 @@
-"""The demo's evidence of use: the in-memory API server's audit events sent to the operator.
+"""Evidence of use on a local API server: its audit events sent to the operator (the demo, the tests).
 
 Everything a platform team sets up by hand for it (docs/evidence.md) is made here in a
-temporary folder: the audit webhook's serving certificate, the bearer token the API server
-presents, the API server's audit policy and its webhook kubeconfig.
+temporary folder: the audit webhook's serving certificate and its CA, the bearer token the
+API server presents, the API server's audit policy and its webhook kubeconfig. The same
+files serve the in-memory API server (`sim_options`) and kube-apiserver (`apiserver_args`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,23 @@ class Evidence:
             "audit_webhook_initial_backoff": 0.2,
         }
 
+    def apiserver_args(self) -> list[str]:
+        return [
+            f"--audit-policy-file={self.folder / 'audit-policy.yaml'}",
+            f"--audit-webhook-config-file={self.folder / 'audit-webhook.kubeconfig'}",
+            "--audit-webhook-mode=batch",
+            f"--audit-webhook-batch-max-wait={int(BATCH_WAIT * 1000)}ms",
+            "--audit-webhook-initial-backoff=200ms",
+        ]
+
+    @property
+    def token(self) -> str:
+        return (self.folder / "token").read_text(encoding="utf-8")
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/audit"
+
     def operator_settings(self) -> dict[str, Any]:
         return {
             "audit_webhook_port": self.port,
@@ -63,6 +81,7 @@ def evidence_files() -> Iterator[Evidence]:
         folder = Path(tmp)
         pki = issue_serving_pki(LOOPBACK, common_name="zsp-operator-audit")
         pki.write(folder)
+        (folder / "ca.crt").write_bytes(pki.ca_cert)
         token = secrets.token_urlsafe(32)
         (folder / "token").write_text(token, encoding="utf-8")
         with socket.socket() as probe:
@@ -74,6 +93,7 @@ def evidence_files() -> Iterator[Evidence]:
             "omitStages": ["RequestReceived", "ResponseStarted"],
             "rules": [
                 {"level": "None", "users": [OPERATOR]},
+                {"level": "None", "userGroups": ["system:serviceaccounts:kube-system"]},
                 {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
                 {"level": "None"},
             ],
