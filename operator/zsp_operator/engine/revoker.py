@@ -5,15 +5,21 @@ then the TaskGrant is marked for deletion (its finalizer holds it, so a restart 
 grant ending), then the ServiceAccount, the Role, the delivery Secret; the request records
 the end, and the finalizer is released. The expiry scheduler fires early by the latency
 measured here.
+
+The cut runs as soon as a revocation starts; everything after it waits behind the cuts (see
+`FollowUps`): while any RoleBinding delete is running, or a due expiry waits for a scheduler
+slot, no bookkeeping starts, and the bookkeeping under way pauses before its next step. When
+many grants end together, their privilege goes first and the bookkeeping drains afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +40,98 @@ log = logging.getLogger(__name__)
 _DRAIN_MIN, _DRAIN_WINDOW = 16, 256
 # How many ended grants are remembered, so late watch events cannot bring one back.
 _TOMBSTONES = 10_000
+# Seconds between looks, while bookkeeping waits, at whether the cuts it waits for are over: the
+# scheduler does not say when its queue empties without a cut (a grant gone from the view).
+_RECHECK = 0.05
+
+
+class FollowUps:
+    """Admission for the work after a cut: none while cuts are pending, `limit` at a time.
+
+    `slot()` admits in arrival order, and only while `cuts_pending()` is false; a holder calls
+    `behind_cuts()` before each step, which waits while cuts are pending again. Call `poke()`
+    when they may have ended; a timer looks again every `_RECHECK` seconds while anything waits.
+    """
+
+    def __init__(self, limit: int, cuts_pending: Callable[[], bool]) -> None:
+        self.limit = limit
+        self._cuts_pending = cuts_pending
+        self._queue: deque[asyncio.Future[None]] = deque()  # waiting for a slot
+        self._paused: list[asyncio.Future[None]] = []  # holding a slot, waiting for the cuts
+        self.active = 0
+        self._recheck: asyncio.TimerHandle | None = None
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._queue or self.active >= self.limit or self._cuts_pending():
+            admitted = asyncio.get_running_loop().create_future()
+            self._queue.append(admitted)
+            self._look_again()
+            try:
+                await admitted
+            except asyncio.CancelledError:
+                if not admitted.done() or admitted.cancelled():
+                    with contextlib.suppress(ValueError):
+                        self._queue.remove(admitted)
+                else:  # admitted just as it was cancelled: the slot was taken for it
+                    self._leave()
+                raise
+        else:
+            self.active += 1
+        try:
+            yield
+        finally:
+            self._leave()
+
+    async def behind_cuts(self) -> None:
+        """Wait while cuts are pending (a slot holder, before its next step)."""
+        while self._cuts_pending():
+            resume = asyncio.get_running_loop().create_future()
+            self._paused.append(resume)
+            self._look_again()
+            try:
+                await resume
+            finally:
+                if not resume.done():
+                    with contextlib.suppress(ValueError):
+                        self._paused.remove(resume)
+
+    def poke(self) -> None:
+        """The cuts may be over: resume the paused holders and admit from the queue."""
+        if self._cuts_pending():
+            self._look_again()
+            return
+        paused, self._paused = self._paused, []
+        for resume in paused:
+            if not resume.done():
+                resume.set_result(None)
+        while self._queue and self.active < self.limit:
+            admitted = self._queue.popleft()
+            if not admitted.done():
+                admitted.set_result(None)
+                self.active += 1
+
+    def close(self) -> None:
+        """Stop looking again (the waiters are the revoker's tasks: it cancels those)."""
+        if self._recheck is not None:
+            self._recheck.cancel()
+            self._recheck = None
+
+    def _leave(self) -> None:
+        self.active -= 1
+        self.poke()
+
+    def _look_again(self) -> None:
+        if self._recheck is None and (self._queue or self._paused):
+            self._recheck = asyncio.get_running_loop().call_later(_RECHECK, self._looked)
+
+    def _looked(self) -> None:
+        self._recheck = None
+        self.poke()
 
 
 class Revoker:
@@ -58,6 +156,10 @@ class Revoker:
         # of deadlines can count on (the scheduler starts the next burst early by it).
         self._saturated_cuts: deque[float] = deque(maxlen=_DRAIN_WINDOW)
         self._unreported_cuts = 0
+        # Revocations whose RoleBinding cut is running or about to (not those waiting to retry it).
+        self._cutting: set[str] = set()
+        # Everything after a cut waits behind the cuts, `concurrency` revocations at a time.
+        self.follow_ups = FollowUps(concurrency, self._cuts_pending)
         self._running: dict[str, asyncio.Task[None]] = {}
         self.started_at: datetime | None = None  # when this operator took over (set at start)
         self._cut: dict[str, asyncio.Event] = {}  # set once a revocation removed the privilege
@@ -83,10 +185,14 @@ class Revoker:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+        self.follow_ups.close()
 
     def revoke_soon(self, grant: TaskGrant, reason: str, message: str) -> asyncio.Task[None]:
         """Start (or join) the revocation of one grant; it retries until it succeeds."""
-        self.expiry.disarm(grant.metadata.uid)
+        uid = grant.metadata.uid
+        self.expiry.disarm(uid)
+        if uid not in self._running and not self._is_cut(uid):
+            self._cutting.add(uid)  # from now: the bookkeeping of others waits for this cut
 
         async def once() -> None:
             await self._once(grant, reason, message, self.clock())
@@ -115,8 +221,12 @@ class Revoker:
         if task is None or task.done():
             task = asyncio.create_task(self._until_done(grant, doing, attempt), name=f"zsp-revoke-{uid}")
             self._running[uid] = task
-            task.add_done_callback(lambda _t: self._running.pop(uid, None))
+            task.add_done_callback(lambda _t: self._task_done(uid))
         return task
+
+    def _task_done(self, uid: str) -> None:
+        self._running.pop(uid, None)
+        self._not_cutting(uid)  # cancelled, perhaps before it began
 
     async def _until_done(self, grant: TaskGrant, doing: str, attempt: Callable[[], Awaitable[None]]) -> None:
         failures = 0
@@ -136,24 +246,59 @@ class Revoker:
     async def _once(self, grant: TaskGrant, reason: str, message: str, started: datetime) -> None:
         # The binding goes first. Then the TaskGrant is marked for deletion, which is what a
         # restart finds to finish the rest: the bookkeeping follows the privilege, never leads it.
+        # Until it is marked, a restart finds the grant live and ends it again (overdue, `done`,
+        # re-decided or followed task), its binding already gone.
         cut = self._cut.setdefault(grant.metadata.uid, asyncio.Event())
         if cut.is_set():
             binding_gone = started  # cut already, at start
         else:
-            binding_gone = await self.grants.cut_bindings(grant)
+            binding_gone = await self._cut_bindings(grant)
             cut.set()
             self.expiry.record_latency((binding_gone - started).total_seconds())
-            self._count_cut()
-        await self.grants.end_grant(grant)
-        await self.grants.teardown(grant, bindings_cut=True)
         lag = (binding_gone - grant.spec.expires_at).total_seconds() if reason == c.REASON_EXPIRED else None
-        status = await self._end_request(grant, reason, message, binding_gone, lag)  # type: ignore[arg-type]
-        await self.grants.release(grant)
+        async with self.follow_ups.slot():
+            await self.grants.end_grant(grant)
+            await self.follow_ups.behind_cuts()
+            await self.grants.teardown(grant, bindings_cut=True)
+            await self.follow_ups.behind_cuts()
+            status = await self._end_request(grant, reason, message, binding_gone, lag)  # type: ignore[arg-type]
+            await self.follow_ups.behind_cuts()
+            await self.grants.release(grant)
         await self._forget(grant, reason, message, lag, status)
 
+    async def _cut_bindings(self, grant: TaskGrant) -> datetime:
+        uid = grant.metadata.uid
+        self._cutting.add(uid)  # again, on a retry
+        try:
+            binding_gone = await self.grants.cut_bindings(grant)
+            self._count_cut()
+            return binding_gone
+        finally:
+            self._not_cutting(uid)
+
+    def _not_cutting(self, uid: str) -> None:
+        if uid in self._cutting:
+            self._cutting.discard(uid)
+            if not self._cutting:
+                self.follow_ups.poke()
+
+    def _is_cut(self, uid: str) -> bool:
+        cut = self._cut.get(uid)
+        return cut is not None and cut.is_set()
+
+    def _cuts_pending(self) -> bool:
+        """A RoleBinding cut is running or about to, or a due expiry waits for a slot to start one."""
+        return bool(self._cutting) or self.expiry.waiting > 0
+
     def _count_cut(self) -> None:
-        """Measure cuts per second while more revocations run than the scheduler's slots."""
-        if len(self._running) < self._concurrency:
+        """Measure cuts per second while cuts queue: due expiries wait for a scheduler slot, or
+        at least as many cuts run (this one included) as the scheduler has slots.
+
+        The bookkeeping waits behind the cuts, so this is the rate privilege can be removed at
+        while many grants end together: the rate the scheduler leads a burst of deadlines by.
+        Revocations waiting to do their bookkeeping are not a queue of cuts.
+        """
+        if self.expiry.waiting == 0 and len(self._cutting) < self._concurrency:
             self._saturated_cuts.clear()  # not saturated: the window starts again
             return
         cuts = self._saturated_cuts
@@ -167,7 +312,8 @@ class Revoker:
         """Start the revocation; hold the scheduler's slot only until the privilege is gone.
 
         The bookkeeping that follows (and its retries, if the API server is failing) runs on
-        its own, so the scheduler's measured throughput is that of removing privilege.
+        its own, behind the cuts, so the scheduler's measured throughput is that of removing
+        privilege.
         """
         grant = self.view.grants.get(grant_uid)
         if grant is None:
