@@ -145,3 +145,17 @@ def test_a_request_seen_terminal_is_remembered_as_ended() -> None:
     cache.put(request("9", "Expired"))
     assert cache.ended("r1")
     assert not cache.ended("r2")
+
+
+def test_request_cache_gives_a_fresh_copy_each_time_without_managed_fields() -> None:
+    cache = RequestCache()
+    sent = request("5")
+    sent["metadata"]["managedFields"] = [{"manager": "kubectl"}]
+    cache.put(sent)
+    first = cache.get("pay", "req", "r1")
+    assert first is not None
+    assert "managedFields" not in first["metadata"]
+    assert first == {**sent, "metadata": {k: v for k, v in sent["metadata"].items() if k != "managedFields"}}
+    first["status"] = {"phase": "Changed"}
+    assert cache.get("pay", "req", "r1") != first  # the change stayed with the caller
+    assert cache.get("pay", "req", "other-uid") is None

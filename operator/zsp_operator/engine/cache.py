@@ -17,6 +17,8 @@ requests): at ten thousand grants the bodies would be most of the operator's mem
 
 from __future__ import annotations
 
+import json
+import sys
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -45,9 +47,27 @@ _KEPT_FIELDS: dict[str, tuple[str, ...]] = {
     CLUSTER_ROLES.kind: ("rules",),
     SERVICE_ACCOUNTS.kind: (),
 }
+_INTERNED_UP_TO = 256  # characters: names, kinds, verbs, uids; not long text
 CACHED = (ROLE_BINDINGS, CLUSTER_ROLE_BINDINGS, ROLES, CLUSTER_ROLES, SERVICE_ACCOUNTS)
 # The kinds the operator creates for a grant and finds again by label, in teardown order.
 OWNED = (ROLE_BINDINGS, SERVICE_ACCOUNTS, ROLES)
+
+
+def interned(value: Any) -> Any:
+    """A JSON value with its strings interned (dicts and lists copied): for what is kept long.
+
+    Each watch event is parsed on its own, so the same keys ("apiGroup", "namespace") and values
+    (namespaces, kinds, verbs, label keys) are new strings in every cached object; interned,
+    equal strings are one object however many objects hold them.
+    """
+    kind = type(value)
+    if kind is str:
+        return sys.intern(value) if len(value) <= _INTERNED_UP_TO else value
+    if kind is dict:
+        return {interned(k): interned(v) for k, v in value.items()}
+    if kind is list:
+        return [interned(item) for item in value]
+    return value
 
 
 def slim(res: Resource, body: Mapping[str, Any]) -> Body:
@@ -56,11 +76,11 @@ def slim(res: Resource, body: Mapping[str, Any]) -> Body:
     kept: Body = {
         "apiVersion": res.api_version,
         "kind": res.kind,
-        "metadata": {k: meta[k] for k in _KEPT_METADATA if meta.get(k) is not None},
+        "metadata": {k: interned(meta[k]) for k in _KEPT_METADATA if meta.get(k) is not None},
     }
     for name in _KEPT_FIELDS[res.kind]:
         if body.get(name) is not None:
-            kept[name] = body[name]
+            kept[name] = interned(body[name])
     return kept
 
 
@@ -208,26 +228,25 @@ class RequestCache:
     acknowledgement, and there are as many of them as there ever were requests. Only their
     uids are remembered (a bounded number), so a watch event that trails the terminal write
     cannot bring a request back to life.
+
+    Each body is kept as compact JSON text (about a third of the memory of the parsed dict,
+    which is 70 objects) and parsed again when asked for: every `get` returns a fresh dict,
+    so a caller that changes it changes nothing here.
     """
 
     def __init__(self, remembered: int = 100_000) -> None:
-        self._bodies: dict[Key, Body] = {}
+        # key -> (uid, resourceVersion, the body as JSON)
+        self._bodies: dict[Key, tuple[str, str | None, str]] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._remembered = remembered
 
     def put(self, body: Mapping[str, Any]) -> None:
         key = key_of(body)
         current = self._bodies.get(key)
-        same_object = current is not None and current["metadata"].get("uid") == body["metadata"].get("uid")
-        if (
-            same_object
-            and current is not None
-            and not not_older(
-                body["metadata"].get("resourceVersion"), current["metadata"].get("resourceVersion")
-            )
-        ):
-            return
         uid = str(body["metadata"].get("uid") or "")
+        version = body["metadata"].get("resourceVersion")
+        if current is not None and current[0] == uid and not not_older(version, current[1]):
+            return
         if is_terminal_body(body):
             self._bodies.pop(key, None)
             self._ended[uid] = None
@@ -236,7 +255,8 @@ class RequestCache:
         elif uid not in self._ended:
             # managedFields is most of a body and nothing here reads it
             meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
-            self._bodies[key] = {**body, "metadata": meta}
+            text = json.dumps({**body, "metadata": meta}, separators=(",", ":"), default=str)
+            self._bodies[key] = (uid, version, text)
 
     def ended(self, uid: str) -> bool:
         """Whether this request was seen terminal (its later events are stale)."""
@@ -246,9 +266,10 @@ class RequestCache:
         self._bodies.pop((namespace, name), None)
 
     def get(self, namespace: str, name: str, uid: str | None = None) -> Body | None:
-        body = self._bodies.get((namespace, name))
-        if body is None or (uid and body["metadata"].get("uid") != uid):
+        kept = self._bodies.get((namespace, name))
+        if kept is None or (uid and kept[0] != uid):
             return None
+        body: Body = json.loads(kept[2])
         return body
 
     def replace(self, bodies: Iterable[Mapping[str, Any]]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,8 @@ from zsp_operator.core import lifecycle
 from zsp_operator.core.manifests import MANAGED_SELECTOR
 from zsp_operator.core.models import TaskGrant
 from zsp_operator.engine.cache import OWNED
-from zsp_operator.kube import KubeError
+from zsp_operator.engine.memory import limit_tls_buffers
+from zsp_operator.kube import Body, Kube, KubeError
 from zsp_operator.kube.resources import (
     ACCESS_POLICIES,
     ACCESS_REQUESTS,
@@ -25,28 +27,38 @@ from zsp_operator.kube.resources import (
     NAMESPACES,
     ROLE_BINDINGS,
     TASK_GRANTS,
+    Resource,
 )
 
 if TYPE_CHECKING:
     from zsp_operator.engine.controller import Controller
 
 log = logging.getLogger(__name__)
+_PAGE = 500  # objects per page of a start-up listing
 
 
 async def start(engine: Controller) -> None:
     """Prime the view, revoke what expired while we were away, re-arm the rest, sweep orphans."""
     kube, view, revoker = engine.kube, engine.view, engine.revoker
+    limit_tls_buffers()
     engine.identity = (await kube.whoami()).get("username")
-    view.replace_all(
-        await kube.list(ACCESS_POLICIES), await kube.list(NAMESPACES), await kube.list(TASK_GRANTS)
-    )
+    view.replace_all(await kube.list(ACCESS_POLICIES), await kube.list(NAMESPACES), [])
+    async for page in _pages(kube, TASK_GRANTS):
+        for body in page:
+            view.put_grant(body)
     started = engine.clock()
     # The bindings the overdue grants recorded, deleted by uid; their revocations follow.
     await _cut_overdue(engine, started)
-    engine.request_cache.replace(await kube.list(ACCESS_REQUESTS))
+    engine.request_cache.replace([])
+    async for page in _pages(kube, ACCESS_REQUESTS):
+        for body in page:
+            engine.request_cache.put(body)
     engine.cache.replace(CLUSTER_ROLES, await kube.list(CLUSTER_ROLES))
     for res in OWNED:
-        engine.cache.replace(res, await kube.list(res, label_selector=MANAGED_SELECTOR))
+        engine.cache.replace(res, [])
+        async for page in _pages(kube, res, MANAGED_SELECTOR):
+            for body in page:
+                engine.cache.put(res, body)
     revoker.expiry.start()
     engine.requests.start()
     now = engine.clock()
@@ -73,10 +85,21 @@ async def start(engine: Controller) -> None:
     await tracker.recheck(view.grants_where(lambda grant: not revoker.in_progress(grant.metadata.uid)))
     await _remove_orphans(engine)
     engine.sweeper.start_soon(engine.identity)
+    view.memory.started()  # the listings above are garbage now: give their pages back
+
+
+async def _pages(kube: Kube, res: Resource, label_selector: str | None = None) -> AsyncIterator[list[Body]]:
+    """A kind's objects a page at a time: what one grant costs in each listing is kept, the rest
+    of the page is garbage before the next one is read. Read whole, ten thousand grants' bodies
+    (managedFields and all) were the start-up's peak, several hundred MB, most of it then kept
+    by the allocator as free space."""
+    async for page, _ in kube.list_pages(res, label_selector=label_selector, limit=_PAGE):
+        yield page
 
 
 async def start_standby(engine: Controller) -> None:
     """What a standby needs to answer admission: who we are, and the policies. Nothing else runs."""
+    limit_tls_buffers()
     engine.identity = (await engine.kube.whoami()).get("username")
     engine.view.replace_all(await engine.kube.list(ACCESS_POLICIES), [], [])
 

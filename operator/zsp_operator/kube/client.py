@@ -181,7 +181,12 @@ class Kube:
         return items
 
     async def list_pages(
-        self, res: Resource, namespace: str | None = None, *, limit: int = 500
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        *,
+        limit: int = 500,
+        label_selector: str | None = None,
     ) -> AsyncGenerator[tuple[builtins.list[Body], str], None]:
         """The objects `limit` at a time, each page with the list's resourceVersion.
 
@@ -190,7 +195,7 @@ class Kube:
         """
         token: str | None = None
         while True:
-            query = {"limit": limit, "continue": token}
+            query = {"limit": limit, "continue": token, "labelSelector": label_selector}
             result = await self._call("GET", res.path(namespace), query=query)
             items: builtins.list[Body] = result.get("items") or []
             for item in items:
@@ -253,9 +258,12 @@ class Kube:
         `resource_version` one that the object is still as the caller judged it (a changed
         object raises Conflict, to be judged again).
         """
-        return await self.delete_returning(
-            res, name, namespace, uid=uid, resource_version=resource_version, propagation=propagation
-        ) is not None
+        return (
+            await self.delete_returning(
+                res, name, namespace, uid=uid, resource_version=resource_version, propagation=propagation
+            )
+            is not None
+        )
 
     async def delete_returning(
         self,
@@ -278,7 +286,12 @@ class Kube:
             return None
         except KubeError as err:
             # A uid precondition that no longer holds means the object we meant is gone.
-            if uid and err.status == 409 and "uid" in err.message.lower() and "precondition" in err.message.lower():
+            if (
+                uid
+                and err.status == 409
+                and "uid" in err.message.lower()
+                and "precondition" in err.message.lower()
+            ):
                 return None
             raise
         return result or {}
