@@ -69,7 +69,15 @@ class Controller:
             self.revoker,
         )
         self.grant_tracker = GrantTracker(
-            kube, self.view, self.request_cache, decider, self.revoker, observer, clock, settings.namespaces
+            kube,
+            self.view,
+            self.request_cache,
+            decider,
+            self.revoker,
+            observer,
+            clock,
+            settings.namespaces,
+            issuing=self.requests.is_issuing,
         )
         self.sweeper = Sweeper(
             kube, observer, settings, self.view, self.revoker.revoke_soon, cache=self.cache

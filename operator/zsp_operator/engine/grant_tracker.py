@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from zsp_operator.core import constants as c
@@ -44,8 +44,11 @@ class GrantTracker:
         observer: Observer,
         clock: Clock,
         namespaces: tuple[str, ...] | list[str],
+        issuing: Callable[[str], bool] = lambda _request_uid: False,
     ) -> None:
         self.kube = kube
+        # Whether this operator is issuing the grant of a request right now (by request uid).
+        self.issuing = issuing
         self.view = view
         self.requests = requests
         self.decider = decider
@@ -94,12 +97,17 @@ class GrantTracker:
         if self.revoker.has_ended(uid):
             return  # a late event of a grant that ended
         grant = self.view.put_grant(body)
-        if grant is not None and not self.revoker.in_progress(uid):
-            self.expiry.arm(uid, grant.spec.expires_at)
-            # Issued while we run: its task may not exist yet (a GitOps PreSync request naming
-            # its Sync Job). Grants found at start-up are followed by `startup` first, without.
-            self.tasks.follow(grant, await_creation=True)
-            self.arm_condition_check(grant)
+        if grant is None or self.revoker.in_progress(uid):
+            return
+        if grant.status.issued_at is None and self.issuing(grant.spec.request.uid):
+            # Still being issued here: the issuance arms it once complete. Armed now, a TTL
+            # shorter than a burst's lead would be revoked mid-issuance and end Failed.
+            return
+        self.expiry.arm(uid, grant.spec.expires_at)
+        # Issued while we run: its task may not exist yet (a GitOps PreSync request naming
+        # its Sync Job). Grants found at start-up are followed by `startup` first, without.
+        self.tasks.follow(grant, await_creation=True)
+        self.arm_condition_check(grant)
 
     def arm_condition_check(self, grant: TaskGrant) -> None:
         """Once per grant whose policy reads the clock: find when its conditions could stop holding."""
