@@ -8,7 +8,8 @@ a key disarmed or re-armed while it waits for a slot is not fired; a burst start
 measured throughput early (the default throughput before any measurement) and is done by its
 deadline; a later burst pulls earlier deadlines forward; the lead stays within its caps; a
 failing callback frees its slot; stop waits for running callbacks and keeps waiting keys armed;
-released keys not started yet are held back again when the measured throughput turns out higher.
+released keys not started yet are held back again when the measured throughput turns out higher;
+a callback that says it had nothing to do is not measured.
 """
 
 from __future__ import annotations
@@ -269,6 +270,23 @@ async def test_without_measurements_the_default_throughput_is_assumed() -> None:
     await sched.stop()
     assert work.starts[0][1] == pytest.approx(50 - 9 / 5)
     assert sched.throughput == pytest.approx(2 / 0.1)  # measured once they ran
+
+
+async def test_a_callback_with_nothing_to_do_is_not_measured() -> None:
+    rec = Recorder()
+
+    async def already_done(key: str) -> bool:
+        rec.fired.append((key, rec.loop.time()))
+        return False  # e.g. a grant whose binding start-up had cut already
+
+    sched = DeadlineScheduler(already_done, rec.now, concurrency=2, default_throughput=5)
+    sched.start()
+    for i in range(10):
+        sched.arm(f"k{i}", rec.at(1))
+    await asyncio.sleep(5)
+    await sched.stop()
+    assert len(rec.fired) == 10
+    assert sched.throughput == 5, "instant no-ops would have made the next burst start far too late"
 
 
 async def test_a_later_burst_pulls_earlier_deadlines_forward_so_all_stay_in_order() -> None:

@@ -308,7 +308,7 @@ class Revoker:
             self._unreported_cuts = 0
             self.expiry.record_drain_rate((len(cuts) - 1) / (cuts[-1] - cuts[0]))
 
-    async def _expire(self, grant_uid: str) -> None:
+    async def _expire(self, grant_uid: str) -> bool:
         """Start the revocation; hold the scheduler's slot only until the privilege is gone.
 
         The bookkeeping that follows (and its retries, if the API server is failing) runs on
@@ -317,16 +317,19 @@ class Revoker:
         """
         grant = self.view.grants.get(grant_uid)
         if grant is None:
-            return
+            return False
         if self.started_at is not None and grant.spec.expires_at <= self.started_at:
             message = "expired while the operator was not running"
         else:
             message = "the grant's TTL ran out"
+        already_cut = self._is_cut(grant_uid)
         task = self.revoke_soon(grant, c.REASON_EXPIRED, message)
         cut = self._cut.setdefault(grant_uid, asyncio.Event())
         waiting = asyncio.ensure_future(cut.wait())
         await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
         waiting.cancel()
+        # Cut at start-up already: no work for a slot, so no measure of how fast cuts go.
+        return not already_cut
 
     async def finish_marked_for_deletion(self, body: dict[str, Any], request_done: bool) -> None:
         """A TaskGrant marked for deletion that no revocation of ours is finishing.

@@ -41,7 +41,9 @@ from zsp_operator.engine.clock import Clock
 log = logging.getLogger(__name__)
 
 
-DueCallback = Callable[[str], Awaitable[None]]
+# A callback may return False to say it had nothing to do: its time then tells nothing of the
+# throughput, and is not measured (a grant whose binding start-up had cut already).
+DueCallback = Callable[[str], Awaitable[bool | None]]
 Entry = tuple[datetime, int, str]
 
 # Never start more than this early for one callback's own latency, whatever the measurements
@@ -316,9 +318,11 @@ class DeadlineScheduler:
 
     async def _fire(self, key: str) -> None:
         started = self._clock()
+        worked: bool | None = None
         try:
-            await self._on_due(key)
+            worked = await self._on_due(key)
         except Exception:
             # The callback owns its retries; a failure here must not stop the scheduler.
             log.exception("deadline callback for %s failed", key)
-        self._measure((self._clock() - started).total_seconds())
+        if worked is not False:
+            self._measure((self._clock() - started).total_seconds())
