@@ -63,31 +63,29 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         return fail(f"--since {args.since}: {err}")
     cutoff = datetime.now(UTC) - since
-    if args.policy_file and args.requests:
-        try:
-            policy = _policy(_documents(args.policy_file), args.policy)
-            print(render(policy, _documents(args.requests), cutoff, args.output, format_duration(since)))
-        except (CliError, OSError, yaml.YAMLError) as err:
-            return fail(str(err))
+    try:  # files first: what they give is not asked of the cluster
+        policy = _policy(_documents(args.policy_file), args.policy) if args.policy_file else None
+        requests = _documents(args.requests) if args.requests else None
+    except (CliError, OSError, yaml.YAMLError) as err:
+        return fail(str(err))
+
+    def show(chosen: AccessPolicy, listed: list[dict[str, Any]]) -> int:
+        print(render(chosen, listed, cutoff, args.output, format_duration(since)))
         return EXIT_OK
 
+    if policy is not None and requests is not None:
+        return show(policy, requests)
+
     async def verb(kube: Kube, _: Target) -> int:
-        if args.policy_file:
-            policy = _policy(_documents(args.policy_file), args.policy)
-        else:
+        chosen = policy
+        if chosen is None:
             body = await kube.get(ACCESS_POLICIES, args.policy)
             if body is None:
                 raise CliError(f"AccessPolicy {args.policy} not found")
-            policy = _policy([body], args.policy)
-        requests = _documents(args.requests) if args.requests else await _requests(kube)
-        print(render(policy, requests, cutoff, args.output, format_duration(since)))
-        return EXIT_OK
+            chosen = _policy([body], args.policy)
+        return show(chosen, requests if requests is not None else await kube.list(ACCESS_REQUESTS))
 
     return run_verb(args, verb)
-
-
-async def _requests(kube: Kube) -> list[dict[str, Any]]:
-    return await kube.list(ACCESS_REQUESTS)
 
 
 def _since(text: str) -> timedelta:

@@ -95,11 +95,11 @@ def _one(permission: Permission, grants: int, used: set[UseKey], truncated: bool
         None,
         unused,
         narrowed(current, used),
-        f"{_cells(unused)} verb-resource pairs unused across {grants} grants",
+        f"{_pair_count(unused)} verb-resource pairs unused across {grants} grants",
     )
 
 
-def _cells(rules: list[PolicyRule]) -> int:
+def _pair_count(rules: list[PolicyRule]) -> int:
     return sum(len(r.verbs) * len(r.resources) * max(1, len(r.api_groups)) for r in rules)
 
 

@@ -37,7 +37,8 @@ def counts_against_limits(grant: TaskGrant) -> bool:
     return grant.metadata.deletion_timestamp is None and grant.status.revoked_at is None
 
 
-def _identity(grant: TaskGrant) -> Identity | None:
+def identity_of(grant: TaskGrant) -> Identity | None:
+    """The ServiceAccount `(namespace, name)` that holds the grant's privilege."""
     identity = grant.spec.identity
     return None if identity is None else (identity.namespace, identity.name)
 
@@ -97,7 +98,7 @@ class GrantIndex:
         return grant
 
     def _count(self, key: str, grant: TaskGrant) -> None:
-        identity = _identity(grant)
+        identity = identity_of(grant)
         if identity is not None:
             held = self._by_identity.setdefault(identity, {})
             last = next(reversed(held.keys()), None)
@@ -117,7 +118,7 @@ class GrantIndex:
     def _forget(self, key: str, grant: TaskGrant) -> None:
         if not counts_against_limits(grant):
             return
-        identity = _identity(grant)
+        identity = identity_of(grant)
         if identity is not None:
             _discard(self._by_identity, identity, key)
         _discard(self._by_request, grant.spec.request.uid, key)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
+from zsp_operator.core.grantindex import identity_of
 from zsp_operator.core.models import PolicyRule, TaskGrant, UsageCount, UsageSummary, parse_time
 from zsp_operator.core.rbac import ALL, Attributes, rule_allows
 
@@ -207,8 +208,8 @@ def made_under(use: Use, grant: TaskGrant, ended_at: datetime | None) -> bool:
     token. A bound grant claims its grantee's requests from issuance (less `ISSUE_SLACK`)
     until it ended; `ended_at` is None while it is live.
     """
-    spec, status = grant.spec, grant.status
-    if spec.identity is None or (spec.identity.namespace, spec.identity.name) != use.identity:
+    status = grant.status
+    if identity_of(grant) != use.identity:
         return False
     if status.token_credential_id and use.credential_id is not None:
         return use.credential_id == status.token_credential_id

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from zsp_operator.core.grantindex import Identity, identity_of
 from zsp_operator.core.lifecycle import UsageObserved
 from zsp_operator.core.models import AccessRequestStatus, PolicyRule, TaskGrant, UsageSummary
 from zsp_operator.core.usage import UsageTally, Use, made_under, summarize
@@ -28,7 +29,6 @@ from zsp_operator.observe.observer import Observer
 
 log = logging.getLogger(__name__)
 
-Identity = tuple[str, str]
 # Tries to write one summary before it is given up (the API server is down for minutes).
 _WRITE_ATTEMPTS = 8
 
@@ -99,8 +99,8 @@ class UsageTracker:
             return
         at = (request_status.revoked_at if request_status is not None else None) or self.clock()
         self._ended[uid] = _Ended(grant, at, self.clock() + self.settle)
-        if grant.spec.identity is not None:
-            identity = (grant.spec.identity.namespace, grant.spec.identity.name)
+        identity = identity_of(grant)
+        if identity is not None:
             self._ended_by_identity.setdefault(identity, set()).add(uid)
         self._due.append(uid)
         self._wake.set()
@@ -126,8 +126,8 @@ class UsageTracker:
         uid = grant.metadata.uid
         summary = summarize(grant.spec.rules, self._tallies.pop(uid, UsageTally()))  # ClusterRole: no rules
         self._ended.pop(uid, None)
-        if grant.spec.identity is not None:
-            identity = (grant.spec.identity.namespace, grant.spec.identity.name)
+        identity = identity_of(grant)
+        if identity is not None:
             held = self._ended_by_identity.get(identity, set())
             held.discard(uid)
             if not held:

@@ -82,10 +82,10 @@ def audit_app(settings: Settings, receive: Receive, refused: Refused) -> web.App
     async def post(request: web.Request) -> web.Response:
         if not authenticated(request):
             return refuse("unauthenticated", 401, "the audit webhook takes events from the API server only")
-        if request.content_length is not None and request.content_length > limit:
-            return refuse("too-large", 413, f"body over {limit} bytes: lower --audit-webhook-batch-max-size")
-        body = await request.content.read(limit + 1)
-        if len(body) > limit:
+        # Refused before reading when the length is declared, else after reading one byte too many.
+        too_large = request.content_length is not None and request.content_length > limit
+        body = b"" if too_large else await request.content.read(limit + 1)
+        if too_large or len(body) > limit:
             return refuse("too-large", 413, f"body over {limit} bytes: lower --audit-webhook-batch-max-size")
         try:
             uses = read_event_list(body)

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from zsp_operator.core.advice import advise, recorded_usage
-from zsp_operator.core.models import AccessPolicy, UsageSummary
+from zsp_operator.core.models import AccessPolicy, PolicyRule, UsageSummary
 from zsp_operator.kube import Kube
 from zsp_operator.kube.resources import ACCESS_POLICIES, ACCESS_REQUESTS
 from zsp_operator.serving.pki import LOOPBACK, issue_serving_pki
@@ -131,12 +131,16 @@ async def recorded(admin: Kube, name: str, namespace: str, within: float = 15) -
     return None
 
 
+def _short(rule: PolicyRule) -> str:
+    return f"{', '.join(rule.resources)}: {', '.join(rule.verbs)}"
+
+
 def used_text(summary: UsageSummary) -> str:
     return ", ".join(f"{u.verb} {u.resource} x{u.count}" for u in summary.used) or "nothing"
 
 
 def unused_text(summary: UsageSummary) -> str:
-    return "; ".join(f"{', '.join(r.resources)}: {', '.join(r.verbs)}" for r in summary.unused) or "nothing"
+    return "; ".join(_short(r) for r in summary.unused) or "nothing"
 
 
 async def advice_text(admin: Kube, policy_name: str, namespace: str) -> str:
@@ -149,8 +153,4 @@ async def advice_text(admin: Kube, policy_name: str, namespace: str) -> str:
     proposals = [a for a in advise(policy, recorded_usage(policy_name, requests)) if a.proposed]
     if not proposals:
         return "no change"
-    return "; ".join(
-        f"{a.name} -> "
-        + ", ".join(f"{', '.join(r.resources)}: {', '.join(r.verbs)}" for r in a.proposed or [])
-        for a in proposals
-    )
+    return "; ".join(f"{a.name} -> " + ", ".join(_short(r) for r in a.proposed or []) for a in proposals)
