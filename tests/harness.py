@@ -430,6 +430,20 @@ def resource(kind: str) -> Resource:
     return RESOURCES[kind]
 
 
+def job(name: str, namespace: str, **meta: Any) -> dict[str, Any]:
+    """A one-pod Job to name as a task (`taskRef`); nothing runs it on either tier."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, **meta},
+        "spec": {
+            "template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "deploy", "image": "busybox"}]}
+            }
+        },
+    }
+
+
 def job_succeeded() -> dict[str, Any]:
     """The status the Job controller writes when its one pod succeeded.
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from harness import StoryClock, eventually, running_operator, token_for, wait_for_phase
+from harness import StoryClock, eventually, job, running_operator, token_for, wait_for_phase
 from tiers import Cluster
 from world import World, deployer_can_patch, deployer_refused, world
 from zsp_operator.core import constants as c
@@ -104,17 +104,9 @@ async def test_relabelling_the_namespace_so_a_condition_fails_revokes(cluster: C
 
 
 def _job(w: World, change: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": "deploy-job", "namespace": w.ci, "labels": {"change": change}},
-        "spec": {
-            "suspend": True,  # nothing runs it here: only its labels matter to the story
-            "template": {
-                "spec": {"restartPolicy": "Never", "containers": [{"name": "deploy", "image": "busybox"}]}
-            },
-        },
-    }
+    body = job("deploy-job", w.ci, labels={"change": change})
+    body["spec"]["suspend"] = True  # nothing runs it here: only its labels matter to the story
+    return body
 
 
 async def test_a_task_object_that_changes_so_a_condition_fails_revokes(cluster: Cluster) -> None:

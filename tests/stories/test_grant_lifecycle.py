@@ -24,6 +24,7 @@ from harness import (
     StoryClock,
     can,
     eventually,
+    job,
     job_succeeded,
     managed_objects,
     running_operator,
@@ -120,17 +121,7 @@ async def _gone(kube: Kube, res: Resource, name: str, namespace: str) -> bool:
 
 async def test_taskref_job_completion_revokes(cluster: Cluster) -> None:
     async with world(cluster) as w, running_operator(cluster):
-        job = {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {"name": "deploy-job", "namespace": w.ci},
-            "spec": {
-                "template": {
-                    "spec": {"restartPolicy": "Never", "containers": [{"name": "deploy", "image": "busybox"}]}
-                }
-            },
-        }
-        await w.admin.create(JOBS, job)
+        await w.admin.create(JOBS, job("deploy-job", w.ci))
         task_ref = {"apiVersion": "batch/v1", "kind": "Job", "namespace": w.ci, "name": "deploy-job"}
         await w.file(w.request("job-1", taskRef=task_ref))
         await wait_for_phase(w.admin, w.target, "job-1", "Active")
@@ -147,17 +138,7 @@ async def test_a_task_created_after_its_grant_is_waited_for_then_followed(cluste
         await w.file(w.request("presync-1", taskRef=task_ref))
         await wait_for_phase(w.admin, w.target, "presync-1", "Active")
         assert await deployer_can_patch(w, deployer) is True
-        job = {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {"name": "sync-job", "namespace": w.ci},
-            "spec": {
-                "template": {
-                    "spec": {"restartPolicy": "Never", "containers": [{"name": "deploy", "image": "busybox"}]}
-                }
-            },
-        }
-        await w.admin.create(JOBS, job)
+        await w.admin.create(JOBS, job("sync-job", w.ci))
         await w.admin.patch(JOBS, "sync-job", job_succeeded(), w.ci, status=True)
         done = await wait_for_phase(w.admin, w.target, "presync-1", "Completed")
         # Ended by the Job finishing, not by its absence before it was created.
