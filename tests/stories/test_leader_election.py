@@ -73,7 +73,11 @@ async def test_one_replica_acts_and_a_standby_takes_over_before_the_grant_expire
                 await eventually(lambda: _held_by_other(w.admin, leader), within=5)
                 expired = await wait_for_phase(w.admin, w.target, "handover", "Expired", within=15)
                 assert await eventually(lambda: deployer_refused(w, deployer)), "refused once revoked"
-                (revoked,) = [r for r in second.records_for("handover", w.target) if r["event"] == "revoked"]
+                # The audit record follows the request's status: it is written once the
+                # revocation's bookkeeping is done (the finalizer released), a call later.
+                (revoked,) = await eventually(
+                    lambda: [r for r in second.records_for("handover", w.target) if r["event"] == "revoked"]
+                )
                 assert revoked["endReason"] == "Expired"
                 assert revoked["lagSeconds"] == expired["status"]["revocationLagSeconds"]
                 assert not [r for r in first.records_for("handover", w.target) if r["event"] == "revoked"]
