@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from zsp_operator.engine.scheduler import MAX_LEAD, DeadlineScheduler
+from zsp_operator.engine.scheduler import BURST_MARGIN, MAX_LEAD, DeadlineScheduler
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 pytestmark = pytest.mark.looptime
@@ -225,18 +225,27 @@ async def test_a_burst_starts_backlog_over_throughput_early_and_is_done_by_its_d
     for key in keys:
         sched.arm(key, rec.at(deadline))
     assert sched.backlog(keys[0]) == n - 1
-    expected_lead = service + (n - 1) / sched.throughput  # 0.5 + 39 / 8
+    drain = n / sched.throughput  # 40 / 8: how long the burst takes once started
+    expected_lead = service + BURST_MARGIN * (n - 1) / sched.throughput  # 0.5 + 1.5 * 39 / 8
     assert sched.lead_for(keys[0]) == timedelta(seconds=expected_lead)
     await asyncio.sleep(deadline + 5)
     await sched.stop()
     burst = [(key, at) for key, at in work.starts if key in keys]
     assert [key for key, _ in burst] == keys
     assert burst[0][1] == pytest.approx(deadline - expected_lead)
-    # About N ÷ throughput early: no sooner than needed, and every one done by the deadline.
-    assert deadline - burst[0][1] == pytest.approx(n / sched.throughput, abs=service)
+    # About margin * N ÷ throughput early: every one done by the deadline, and no sooner than
+    # the margin over the measured rate makes it.
+    assert deadline - burst[0][1] == pytest.approx(BURST_MARGIN * drain, abs=service)
     assert max(work.ends[key] for key in keys) <= deadline
-    assert max(work.ends[key] for key in keys) >= deadline - 2 * service
+    slack = (BURST_MARGIN - 1) * drain
+    assert max(work.ends[key] for key in keys) >= deadline - slack - 2 * service
     assert work.peak == slots
+
+
+async def test_a_margin_below_one_is_refused_since_it_plans_to_finish_late() -> None:
+    rec = Recorder()
+    with pytest.raises(ValueError, match="burst_margin"):
+        DeadlineScheduler(Worker(rec, service=0).on_due, rec.now, burst_margin=0.9)
 
 
 async def test_a_burst_leads_by_the_drain_rate_measured_under_load_when_slower() -> None:
@@ -255,14 +264,15 @@ async def test_a_burst_leads_by_the_drain_rate_measured_under_load_when_slower()
     keys = [f"k{i:02d}" for i in range(n)]
     for key in keys:
         sched.arm(key, rec.at(100))
-    assert sched.lead_for(keys[0]) == timedelta(seconds=sched.lead.total_seconds() + (n - 1) / 2.0)
+    assert sched.lead_for(keys[0]) == timedelta(seconds=sched.lead.total_seconds() + BURST_MARGIN * (n - 1) / 2.0)
     await sched.stop()
 
 
 async def test_without_measurements_the_default_throughput_is_assumed() -> None:
+    # Here and in the two tests below no burst margin: the figures are the plan's own arithmetic.
     rec = Recorder()
     work = Worker(rec, service=0.1)
-    sched = DeadlineScheduler(work.on_due, rec.now, concurrency=2, default_throughput=5)
+    sched = DeadlineScheduler(work.on_due, rec.now, concurrency=2, default_throughput=5, burst_margin=1.0)
     sched.start()
     for i in range(10):
         sched.arm(f"k{i}", rec.at(50))
@@ -292,7 +302,7 @@ async def test_a_callback_with_nothing_to_do_is_not_measured() -> None:
 async def test_a_later_burst_pulls_earlier_deadlines_forward_so_all_stay_in_order() -> None:
     rec = Recorder()
     work = Worker(rec, service=0.5)
-    sched = DeadlineScheduler(work.on_due, rec.now, concurrency=4, smoothing=1.0)
+    sched = DeadlineScheduler(work.on_due, rec.now, concurrency=4, smoothing=1.0, burst_margin=1.0)
     sched.start()
     await warm_up(sched, rec, work)
     sched.record_latency(0.5)
@@ -376,7 +386,7 @@ def test_the_concurrency_bound_is_checked() -> None:
 async def test_released_keys_are_held_back_again_when_the_measured_throughput_is_higher() -> None:
     rec = Recorder()
     work = Worker(rec, service=0.1)
-    sched = DeadlineScheduler(work.on_due, rec.now, concurrency=2, default_throughput=1)
+    sched = DeadlineScheduler(work.on_due, rec.now, concurrency=2, default_throughput=1, burst_margin=1.0)
     sched.start()
     for i in range(10):
         sched.arm(f"k{i}", rec.at(100))
