@@ -23,15 +23,16 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from zsp_operator.core.models import TaskGrant
 from zsp_operator.core.tasks import task_finished
-from zsp_operator.kube import Body, Gone, Kube, KubeError
+from zsp_operator.engine.listwatch import ListThenWatch, key_of
+from zsp_operator.kube import Body, Kube, KubeError
 from zsp_operator.kube.resources import Resource
-from zsp_operator.kube.retry import backoff, pause
+from zsp_operator.kube.retry import backoff
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,9 @@ Key = tuple[str, str]
 WatchKey = tuple[str, str, str | None]
 
 _PAGE = 500  # objects per list page
-_WATCH_SECONDS = 300  # the server closes a watch after about this long; it is opened again
-_QUIET = 1.0  # a watch closed sooner than this with no event counts as a failure (backs off)
 _ENDED_KEPT = 1_000  # per watch: finished or vanished objects remembered for late followers
 _DONE_KEPT = 10_000  # grants already ended, so a late follow() cannot end one twice
 _LOOKUPS = 16  # GETs at once for objects followed after the list
-# Failures wait by the retry policy's transient steps even when the API server calls them
-# permanent (403, 404): grants end through these watches, so privilege may be at stake.
 
 
 @dataclass(frozen=True)
@@ -226,13 +223,14 @@ class TaskFollower:
             return res
 
 
-class _Watch:
+class _Watch(ListThenWatch):
     """One list-then-watch of a kind and the grants that follow objects of it."""
 
     def __init__(self, follower: TaskFollower, wkey: WatchKey) -> None:
+        super().__init__(follower.kube, wkey[2])
         self.follower = follower
         self.wkey = wkey
-        self.api_version, self.kind, self.namespace = wkey
+        self.api_version, self.kind, _ = wkey
         self.res: Resource | None = None
         self.grants: dict[str, TaskTarget] = {}
         self.by_key: dict[Key, set[str]] = {}  # indexed once discovery gave the scope
@@ -241,8 +239,6 @@ class _Watch:
         self.ended: OrderedDict[Key, tuple[str, bool]] = OrderedDict()
         self.listed = False  # a list completed: what it did not show, a GET resolves
         self.listing = False
-        self.closed = False
-        self.task: asyncio.Task[None] | None = None
         self.lookups: dict[Key, asyncio.Task[None]] = {}
 
     @property
@@ -307,10 +303,6 @@ class _Watch:
 
     # -- what the server says --------------------------------------------------------------------
 
-    def _key_of(self, obj: dict[str, Any], res: Resource) -> Key:
-        meta = obj.get("metadata") or {}
-        return (str(meta.get("namespace") or "") if res.namespaced else "", str(meta.get("name") or ""))
-
     def _observe(self, key: Key, obj: dict[str, Any] | None) -> None:
         """The object as it is now (None: it does not exist)."""
         sentence = gone_sentence(self.kind, key) if obj is None else task_finished(obj)
@@ -331,16 +323,14 @@ class _Watch:
     def _event(self, kind: str, obj: dict[str, Any], res: Resource) -> None:
         if kind not in ("ADDED", "MODIFIED", "DELETED"):
             return
-        key = self._key_of(obj, res)
+        key = key_of(obj, res)
         if key in self.by_key or key in self.ended:
             self._observe(key, None if kind == "DELETED" else obj)
 
     # -- the loop --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self.closed or (self.task is not None and not self.task.done()):
-            return
-        self.task = asyncio.create_task(self._run(), name=f"zsp-task-watch-{self.kind}")
+        self._start(f"zsp-task-watch-{self.kind}")
 
     def halt(self) -> list[asyncio.Task[Any]]:
         """Stop for good; the tasks to cancel (the caller cancels them)."""
@@ -351,53 +341,12 @@ class _Watch:
             tasks.append(self.task)
         return tasks
 
-    async def _run(self) -> None:
-        follower = self.follower
-        failures = 0
-        version: str | None = None
-        while not self.closed:
-            try:
-                if self.res is None:
-                    self.res = await follower._resource(self.api_version, self.kind)
-                    for uid, target in list(self.grants.items()):
-                        self._index(uid, target, self.res)
-                    if self.closed:
-                        return
-                if version is None:
-                    version = await self._list(self.res)
-                    failures = 0
-                    if self.closed:
-                        return
-                started = asyncio.get_running_loop().time()
-                version, events = await self._watch(self.res, version)
-                if events or asyncio.get_running_loop().time() - started >= _QUIET:
-                    failures = 0
-                    continue
-                failures += 1  # closed at once and empty: do not spin
-                log.debug("watch of %s closed at once; again", self.label)
-            except Gone as err:
-                log.info("the resourceVersion of %s expired (%s): listing again", self.label, err.message)
-                version = None
-                failures += 1
-                if failures == 1:
-                    continue  # list again at once; back off only if it keeps happening
-            except KubeError as err:
-                delay = backoff(failures)
-                failures += 1
-                log.warning(
-                    "following %s: %s %s (%s); retrying in %.1fs",
-                    self.label,
-                    err.status,
-                    err.reason,
-                    err.message,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                continue
-            except Exception as err:  # a broken stream or a strange answer must not end the loop
-                failures += 1
-                log.warning("following %s failed (%r); retrying", self.label, err)
-            await pause(failures - 1)
+    async def _prepare(self) -> Resource:
+        if self.res is None:
+            self.res = await self.follower._resource(self.api_version, self.kind)
+            for uid, target in list(self.grants.items()):
+                self._index(uid, target, self.res)
+        return self.res
 
     async def _list(self, res: Resource) -> str:
         """List once: the state of every followed object, and where the watch picks up."""
@@ -410,7 +359,7 @@ class _Watch:
             async with contextlib.aclosing(pages) as listing:
                 async for items, version in listing:
                     for obj in items:
-                        key = self._key_of(obj, res)
+                        key = key_of(obj, res)
                         if key in self.by_key or key in self.ended:
                             seen.add(key)
                             self._observe(key, obj)
@@ -426,22 +375,6 @@ class _Watch:
         for key in set(self.by_key) - seen - wanted - self.running:
             self._look_up(key)
         return version
-
-    async def _watch(self, res: Resource, version: str) -> tuple[str, int]:
-        """Watch until the server closes the stream; the last resourceVersion and how many events."""
-        events = 0
-        stream = self.follower.kube.watch(
-            res, self.namespace, resource_version=version, timeout_seconds=_WATCH_SECONDS
-        )
-        # Closed on the way out, so leaving early ends the request at once.
-        async with contextlib.aclosing(cast("AsyncGenerator[tuple[str, Body], None]", stream)) as changes:
-            async for kind, obj in changes:
-                events += 1
-                version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-                self._event(kind, obj, res)
-                if self.closed:
-                    break
-        return version, events
 
     # -- objects followed after the list ---------------------------------------------------------
 
