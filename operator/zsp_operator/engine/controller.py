@@ -1,6 +1,7 @@
 """The engine, built in one place: every part, and what each kopf handler calls.
 
-Handlers are one-line calls into the parts: `requests` (AccessRequests, from filed to
+Handlers are one-line calls into the parts (the cluster's RBAC objects, ServiceAccounts and
+namespaces reach them through the engine's own informers, `engine.watches`): `requests` (AccessRequests, from filed to
 Active or refused), `grant_tracker` (live grants and what can make one wrong), `revoker`
 (every end, in order), `sweeper` (bindings no live grant explains). `engine.startup`
 primes them from one listing per kind.
@@ -16,6 +17,7 @@ from zsp_operator.engine.clock import Clock, utcnow
 from zsp_operator.engine.deciding import Decider
 from zsp_operator.engine.grant_objects import GrantService
 from zsp_operator.engine.grant_tracker import GrantTracker
+from zsp_operator.engine.informer import Informer
 from zsp_operator.engine.requests import RequestReconciler
 from zsp_operator.engine.revoker import Revoker
 from zsp_operator.engine.status_writer import StatusWriter
@@ -82,6 +84,7 @@ class Controller:
         self.sweeper = Sweeper(
             kube, observer, settings, self.view, self.revoker.revoke_soon, cache=self.cache
         )
+        self.informers: list[Informer] = []  # started once start-up is done (engine/watches.py)
         # Evidence of use, only when the API server sends audit events (--audit-webhook-port).
         self.usage: UsageTracker | None = None
         if settings.audit_webhook_port:
@@ -122,6 +125,8 @@ class Controller:
         await startup.start_standby(self)
 
     async def stop(self) -> None:
+        for informer in self.informers:
+            await informer.stop()
         await self.sweeper.stop()
         await self.grant_tracker.stop()
         await self.requests.stop()

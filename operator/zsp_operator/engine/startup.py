@@ -17,6 +17,7 @@ from zsp_operator.core import constants as c
 from zsp_operator.core import lifecycle
 from zsp_operator.core.manifests import MANAGED_SELECTOR
 from zsp_operator.core.models import TaskGrant
+from zsp_operator.engine import watches
 from zsp_operator.engine.cache import OWNED
 from zsp_operator.engine.memory import limit_tls_buffers
 from zsp_operator.kube import Body, Kube, KubeError
@@ -85,6 +86,9 @@ async def start(engine: Controller) -> None:
     await tracker.recheck(view.grants_where(lambda grant: not revoker.in_progress(grant.metadata.uid)))
     await _remove_orphans(engine)
     engine.sweeper.start_soon(engine.identity)
+    engine.informers = watches.informers(engine)
+    for informer in engine.informers:
+        informer.start()
     view.memory.started()  # the listings above are garbage now: give their pages back
 
 
