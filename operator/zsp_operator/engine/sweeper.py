@@ -39,7 +39,7 @@ from zsp_operator.core.bindings import (
 from zsp_operator.core.lifecycle import recorded_end
 from zsp_operator.core.models import TaskGrant
 from zsp_operator.core.standing_report import index_grants, index_roles
-from zsp_operator.engine.cache import ObjectCache, key_of
+from zsp_operator.engine.cache import ObjectCache, key_of, slim
 from zsp_operator.engine.view import ClusterView
 from zsp_operator.kube import Conflict, Kube, KubeError
 from zsp_operator.kube.resources import (
@@ -56,6 +56,7 @@ from zsp_operator.observe.observer import Observer
 from zsp_operator.settings import Settings
 
 log = logging.getLogger(__name__)
+_PAGE = 500  # objects per page of a sweep's listings
 Body = dict[str, Any]
 Revoke = Callable[[TaskGrant, str, str], object]
 
@@ -148,11 +149,13 @@ class Sweeper:
         """Classify every binding from one fresh listing of everything."""
         # Bindings are listed before the grants: any grant a listed binding belongs to
         # already existed, so a binding issued meanwhile is never mistaken for an orphan.
-        bindings = [_with_kind(b, CLUSTER_ROLE_BINDINGS) for b in await self.kube.list(CLUSTER_ROLE_BINDINGS)]
+        # ClusterRoleBindings are few, and their listing opens every sweep (the stories watch for it).
+        bindings = [slim(CLUSTER_ROLE_BINDINGS, b) for b in await self.kube.list(CLUSTER_ROLE_BINDINGS)]
         namespaces: list[str | None] = [*self.settings.namespaces] or [None]
         for namespace in namespaces:
-            bindings += [_with_kind(b, ROLE_BINDINGS) for b in await self.kube.list(ROLE_BINDINGS, namespace)]
-        role_list, cluster_role_list = await self.kube.list(ROLES), await self.kube.list(CLUSTER_ROLES)
+            bindings += await self._listing(ROLE_BINDINGS, namespace)
+        role_list = await self._listing(ROLES)
+        cluster_role_list = [slim(CLUSTER_ROLES, r) for r in await self.kube.list(CLUSTER_ROLES)]
         roles = index_roles(role_list, cluster_role_list)
         # The listings refresh the cache, without forgetting what they did not see: an object
         # the operator created after a listing began is in the cache and must stay there.
@@ -164,7 +167,10 @@ class Sweeper:
         ):
             for body in bodies:
                 self.cache.put(res, body)
-        grants = index_grants(await self.kube.list(TASK_GRANTS))
+        del role_list, cluster_role_list
+        grants: dict[str, TaskGrant] = {}
+        async for page, _ in self.kube.list_pages(TASK_GRANTS, limit=_PAGE):
+            grants.update(index_grants(page))
         self._labels = {
             ns["metadata"]["name"]: dict(ns["metadata"].get("labels") or {})
             for ns in await self.kube.list(NAMESPACES)
@@ -179,6 +185,15 @@ class Sweeper:
         for uid in set(self._reported) - seen:
             del self._reported[uid]
         self.observer.swept(self.mode)
+
+    async def _listing(self, res: Resource, namespace: str | None = None) -> list[Body]:
+        """Every object of a kind there may be thousands of, a page at a time, each kept only as
+        far as judging needs it (whole, ten thousand grants' Roles and bindings were a few
+        hundred MB at once)."""
+        kept: list[Body] = []
+        async for page, _ in self.kube.list_pages(res, namespace, limit=_PAGE):
+            kept += [slim(res, body) for body in page]
+        return kept
 
     # -- watch events -----------------------------------------------------------------------
 
