@@ -19,6 +19,7 @@ from zsp_operator.core.manifests import MANAGED_SELECTOR
 from zsp_operator.core.models import TaskGrant
 from zsp_operator.engine import watches
 from zsp_operator.engine.cache import OWNED
+from zsp_operator.engine.informer import Informer
 from zsp_operator.engine.memory import limit_tls_buffers
 from zsp_operator.kube import Body, Kube, KubeError
 from zsp_operator.kube.resources import (
@@ -86,10 +87,15 @@ async def start(engine: Controller) -> None:
     await tracker.recheck(view.grants_where(lambda grant: not revoker.in_progress(grant.metadata.uid)))
     await _remove_orphans(engine)
     engine.sweeper.start_soon(engine.identity)
-    engine.informers = watches.informers(engine)
-    for informer in engine.informers:
-        informer.start()
+    _start_informers(engine, watches.informers(engine))
     view.memory.started()  # the listings above are garbage now: give their pages back
+
+
+def _start_informers(engine: Controller, informers: list[Informer]) -> None:
+    """From here on the watches keep the view and the caches current."""
+    engine.informers = informers
+    for informer in informers:
+        informer.start()
 
 
 async def _pages(kube: Kube, res: Resource, label_selector: str | None = None) -> AsyncIterator[list[Body]]:
@@ -106,6 +112,7 @@ async def start_standby(engine: Controller) -> None:
     limit_tls_buffers()
     engine.identity = (await engine.kube.whoami()).get("username")
     engine.view.replace_all(await engine.kube.list(ACCESS_POLICIES), [], [])
+    _start_informers(engine, watches.standby_informers(engine))
 
 
 async def _cut_overdue(engine: Controller, now: datetime) -> None:

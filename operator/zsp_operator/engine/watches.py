@@ -1,12 +1,18 @@
-"""The cluster's own kinds the operator watches itself, and which part hears each event.
+"""Every kind the operator watches, and which part of the engine hears each event.
 
-RBAC objects go into the watch cache first, so the sweeper (and the teardown) judge from what
-the watch last said; bindings, Roles and namespaces then go to the sweeper (once it runs).
-Namespaces and ServiceAccounts also go to the grant tracker: a relabelled namespace or a
-changed grantee can make a live grant wrong, a deleted grantee ends its grants.
+- AccessRequests go to the request reconciler: every event brings a request forward (the
+  listing too: what changed while the operator was away), a deletion revokes its grant.
+- TaskGrants go to the grant tracker, then to the sweeper (a grant that recorded its objects
+  or vanished has its bindings judged again).
+- AccessPolicies go to the grant tracker: a changed or deleted policy may no longer allow a
+  live grant (start-up read them all, so the listing is skipped).
+- RBAC objects go into the watch cache first, so the sweeper (and the teardown) judge from
+  what the watch last said; bindings, Roles and namespaces then go to the sweeper (once it
+  runs). Namespaces and ServiceAccounts also go to the grant tracker: a relabelled namespace
+  or a changed grantee can make a live grant wrong, a deleted grantee ends its grants.
 
 Namespaced kinds are watched in the namespaces the operator serves (all when none is set).
-The operator's own kinds (requests, grants, policies) stay with kopf.
+A standby watches the policies only, to answer admission (`standby_informers`).
 """
 
 from __future__ import annotations
@@ -16,12 +22,15 @@ from typing import TYPE_CHECKING
 from zsp_operator.engine.informer import Handler, Informer
 from zsp_operator.kube import Body
 from zsp_operator.kube.resources import (
+    ACCESS_POLICIES,
+    ACCESS_REQUESTS,
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
     NAMESPACES,
     ROLE_BINDINGS,
     ROLES,
     SERVICE_ACCOUNTS,
+    TASK_GRANTS,
     Resource,
 )
 
@@ -32,6 +41,9 @@ if TYPE_CHECKING:
 def informers(engine: Controller) -> list[Informer]:
     """One informer per kind, and per served namespace for namespaced kinds."""
     handlers: dict[Resource, Handler] = {
+        ACCESS_REQUESTS: _request(engine),
+        TASK_GRANTS: _grant(engine),
+        ACCESS_POLICIES: _policy(engine),
         ROLE_BINDINGS: _binding(engine, ROLE_BINDINGS),
         CLUSTER_ROLE_BINDINGS: _binding(engine, CLUSTER_ROLE_BINDINGS),
         ROLES: _role(engine),
@@ -45,6 +57,46 @@ def informers(engine: Controller) -> list[Informer]:
         for namespace in served if res.namespaced else [None]:
             made.append(Informer(engine.kube, res, handler, namespace=namespace))
     return made
+
+
+def standby_informers(engine: Controller) -> list[Informer]:
+    """What a standby watches: the policies admission judges requests by."""
+    view = engine.view
+
+    async def policy(event_type: str | None, body: Body) -> None:
+        if event_type == "DELETED":
+            view.drop_policy((body.get("metadata") or {}).get("name", ""))
+        else:  # the listing too: it may be newer than the start's list
+            view.put_policy(body)
+
+    return [Informer(engine.kube, ACCESS_POLICIES, policy)]
+
+
+def _request(engine: Controller) -> Handler:
+    async def request(event_type: str | None, body: Body) -> None:
+        if event_type == "DELETED":
+            await engine.requests.deleted(body)
+        else:  # the listing too: what changed while we were away
+            await engine.requests.reconcile(body)
+
+    return request
+
+
+def _grant(engine: Controller) -> Handler:
+    async def grant(event_type: str | None, body: Body) -> None:
+        engine.grant_tracker.grant_event(event_type, body)
+        if engine.sweeper.running:
+            await engine.sweeper.grant_event(event_type, body)
+
+    return grant
+
+
+def _policy(engine: Controller) -> Handler:
+    async def policy(event_type: str | None, body: Body) -> None:
+        if event_type is not None:  # start-up read them all, and rechecked every grant
+            await engine.grant_tracker.policy_changed(body, deleted=event_type == "DELETED")
+
+    return policy
 
 
 def _binding(engine: Controller, res: Resource) -> Handler:
