@@ -45,12 +45,14 @@ async def start(engine: Controller) -> None:
     limit_tls_buffers()
     engine.identity = (await kube.whoami()).get("username")
     view.replace_all(await kube.list(ACCESS_POLICIES), await kube.list(NAMESPACES), [])
+    started = engine.clock()
+    # The bindings of the overdue grants are deleted by uid as their pages arrive, while the
+    # rest is still read; their revocations follow.
+    cuts = _OverdueCuts(engine, started)
     async for page in _pages(kube, TASK_GRANTS):
         for body in page:
-            view.put_grant(body)
-    started = engine.clock()
-    # The bindings the overdue grants recorded, deleted by uid; their revocations follow.
-    await _cut_overdue(engine, started)
+            cuts.consider(view.put_grant(body))
+    await cuts.done()
     engine.request_cache.replace([])
     async for page in _pages(kube, ACCESS_REQUESTS):
         for body in page:
@@ -115,24 +117,34 @@ async def start_standby(engine: Controller) -> None:
     _start_informers(engine, watches.standby_informers(engine))
 
 
-async def _cut_overdue(engine: Controller, now: datetime) -> None:
-    overdue = [
-        grant
-        for grant in engine.view.grants.values()
-        if grant.metadata.deletion_timestamp is None and grant.spec.expires_at <= now
-    ]
-    slots = asyncio.Semaphore(engine.settings.revoke_concurrency)
+class _OverdueCuts:
+    """Start-up's cuts: each overdue grant's bindings deleted as soon as its page is read,
+    `revoke_concurrency` at a time."""
 
-    async def cut(grant: TaskGrant) -> None:
-        async with slots:
+    def __init__(self, engine: Controller, now: datetime) -> None:
+        self.engine, self.now = engine, now
+        self.slots = asyncio.Semaphore(engine.settings.revoke_concurrency)
+        self.running: set[asyncio.Task[None]] = set()
+
+    def consider(self, grant: TaskGrant | None) -> None:
+        if grant is None or grant.metadata.deletion_timestamp is not None or grant.spec.expires_at > self.now:
+            return
+        task = asyncio.create_task(self._cut(grant), name="zsp-startup-cut")
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+
+    async def _cut(self, grant: TaskGrant) -> None:
+        async with self.slots:
             try:
-                await engine.grants.cut_bindings(grant)
+                await self.engine.grants.cut_bindings(grant)
             except KubeError as err:
                 log.warning("cutting the binding of overdue grant %s failed: %s", grant.name, err)
                 return  # its revocation cuts it again
-            engine.revoker.mark_cut(grant.metadata.uid)
+            self.engine.revoker.mark_cut(grant.metadata.uid)
 
-    await asyncio.gather(*(cut(grant) for grant in overdue))
+    async def done(self) -> None:
+        while self.running:
+            await asyncio.gather(*self.running)
 
 
 async def _remove_orphans(engine: Controller) -> None:
