@@ -53,7 +53,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from machine import describe, load
+from machine import THIS, control_plane, cpu_per_item, cpu_spent, cpu_times, describe, load
 from targets import OPERATOR_USER, Target, install_operator_rbac, operator_identity, target
 
 from zsp_operator.core import constants as c
@@ -346,12 +346,14 @@ async def burst(g: Grants, mode: str, n: int, concurrency: int) -> dict[str, Any
     async def rest(name: str) -> None:
         await g.rest(made[name])
 
-    cpu = time.process_time()
+    pids = control_plane()
+    before = cpu_times(pids)
     created = await in_parallel(names, issue, concurrency)
-    create_cpu, cpu = time.process_time() - cpu, time.process_time()
+    middle = cpu_times(pids)
     cut_s = await in_parallel(names, cut, concurrency)
     rest_s = await in_parallel(names, rest, concurrency)
-    delete_cpu = time.process_time() - cpu
+    after = cpu_times(pids)
+    create_cpu, delete_cpu = cpu_spent(before, middle), cpu_spent(middle, after)
     issue_calls = len(CALLS[mode]["issue"])
     objects = sum(len(m.objects) for m in made.values()) // n
     deleted = cut_s + rest_s
@@ -370,8 +372,11 @@ async def burst(g: Grants, mode: str, n: int, concurrency: int) -> dict[str, Any
         "delete_grants_per_s": n / deleted,
         "delete_objects_per_s": n * objects / deleted,
         # This client's own CPU time over the wall time: near 1.0, the client bounds the rate.
-        "create_client_cpu": create_cpu / created,
-        "delete_client_cpu": delete_cpu / deleted,
+        "create_client_cpu": create_cpu[THIS] / created,
+        "delete_client_cpu": delete_cpu[THIS] / deleted,
+        # CPU seconds of every process (API server, etcd, this client) in each phase.
+        "create_cpu": create_cpu,
+        "delete_cpu": delete_cpu,
     }
 
 
@@ -562,6 +567,12 @@ def ceiling_section(r: dict[str, Any], heading: str = "###") -> str:
             "\nclient CPU: this benchmark's own CPU time over the wall time (one Python thread, the "
             "operator's client library); near 100 % the client, not the API server, bounds the rate."
         )
+        lines.append("\nCPU per grant, from /proc (the control plane this benchmark started):\n")
+        for b in r["burst"]:
+            lines.append(
+                f"- {b['mode']}-like, creating: {cpu_per_item(b['create_cpu'], b['n'])}; "
+                f"deleting: {cpu_per_item(b['delete_cpu'], b['n'])}"
+            )
     lines += [
         "\n**API calls per grant** (as the operator's identity; the grantee's access reviews not counted)\n",
         "| mode | issue | revoke | all | lists | counted by the API server |",

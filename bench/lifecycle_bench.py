@@ -48,7 +48,7 @@ from typing import Any
 
 import yaml
 from ceiling import ceiling_section, measure_ceiling, poll
-from machine import describe, load
+from machine import control_plane, cpu_per_item, cpu_spent, cpu_times, describe, load
 from targets import CallCounter, OperatorProcess, Target, target
 
 from zsp_operator.core import constants as c
@@ -340,6 +340,7 @@ class Bench:
     kubeconfig: Callable[[str | None], dict[str, Any]]
     tokens: dict[str, str]  # ServiceAccount name in CI -> token
     calls: CallCounter  # the operator's API calls, as the API server counts them
+    operator_pid: int | None = None
     call_rows: list[str] = field(default_factory=list)  # operator API calls per grant, by scenario
     call_detail: dict[str, Counter[str]] = field(default_factory=dict)  # mode -> calls per grant
 
@@ -621,6 +622,10 @@ class BurstResult:
     # admission answers (a dry-run create through both webhooks) while the engine works
     admission_issuing: list[float]
     admission_revoking: list[float]
+    # CPU seconds of each process (operator, API server, etcd, this benchmark) while issuing
+    # (filing included) and while revoking (`done` patches included)
+    issuing_cpu: dict[str, float]
+    revoking_cpu: dict[str, float]
 
 
 class AdmissionProbe:
@@ -654,6 +659,8 @@ async def scenario_burst(b: Bench, n: int, probes: int, issue_estimate: float) -
     names = [f"burst-{i:04d}" for i in range(n)]
     before = b.calls.detail()
     probe = AdmissionProbe(b)
+    pids = {"operator": b.operator_pid, **control_plane()}
+    cpu_before = cpu_times(pids)
     start = time.time()
     await asyncio.gather(*(b.pipeline.create(ACCESS_REQUESTS, request_body(x, ttl="10m")) for x in names))
     filed = time.time() - start
@@ -662,6 +669,7 @@ async def scenario_burst(b: Bench, n: int, probes: int, issue_estimate: float) -
         *(b.recorder.phase(x, "Active", "Denied", "Failed", within=300) for x in names)
     )
     admission_issuing = await probe.stop()
+    issuing_cpu = cpu_spent(cpu_before, cpu_before := cpu_times(pids))
     bad = [(x, r[0]) for x, r in zip(names, reached, strict=True) if r[0] != "Active"]
     if bad:
         raise RuntimeError(f"burst requests not Active: {bad[:5]}")
@@ -676,6 +684,7 @@ async def scenario_burst(b: Bench, n: int, probes: int, issue_estimate: float) -
     probe.start()
     completed = await asyncio.gather(*(b.recorder.phase(x, "Completed", within=300) for x in names))
     admission_revoking = await probe.stop()
+    revoking_cpu = cpu_spent(cpu_before, cpu_times(pids))
     done_all_seen = max(r[1] for r in completed) - done
     done_to_revoked = [(parse_time(r[2]["status"].get("revokedAt")) or 0) - done for r in completed]
     await b.wait_clean(within=300)
@@ -737,6 +746,8 @@ async def scenario_burst(b: Bench, n: int, probes: int, issue_estimate: float) -
         probed=sum(1 for x in expiry if x.refused or x.last_allowed),
         admission_issuing=admission_issuing,
         admission_revoking=admission_revoking,
+        issuing_cpu=issuing_cpu,
+        revoking_cpu=revoking_cpu,
     )
 
 
@@ -760,6 +771,8 @@ def burst_table(r: BurstResult) -> str:
             row("`done: true` on all → `revokedAt`, per request", r.done_to_revoked),
             row("admission answer (dry-run create) while the engine issues", r.admission_issuing),
             row("admission answer (dry-run create) while the engine revokes", r.admission_revoking),
+            f"\nCPU per grant, from /proc: filed → all Active: {cpu_per_item(r.issuing_cpu, r.n)}; "
+            f"`done` → all Completed seen: {cpu_per_item(r.revoking_cpu, r.n)}",
             f"\n**{r.n} grants expiring within the same second** (`expiresAt` spread "
             f"{r.expiry_spread * 1000:.0f} ms; access reviews every 100 ms for {r.probed} of them)\n",
             TABLE_HEAD,
@@ -936,7 +949,7 @@ async def run(args: argparse.Namespace, where: Target, operator: OperatorProcess
         recorder = Recorder(admin)
         recorder.start()
         async with await Kube.from_dict(kubeconfig(tokens["pipeline"])) as pipeline:
-            b = Bench(admin, pipeline, recorder, kubeconfig, tokens, where.calls)
+            b = Bench(admin, pipeline, recorder, kubeconfig, tokens, where.calls, operator.pid)
             sections = [f"### API server round trips (baseline)\n\n{await baseline(b, 50)}"]
             issue: list[IssueSample] | None = None
             burst: BurstResult | None = None

@@ -54,7 +54,7 @@ from typing import Any
 from ceiling import ceiling_section as render_ceiling
 from ceiling import in_parallel, measure_ceiling, say, summary
 from lifecycle_bench import CI, TARGET, WORKERS, request_body, world
-from machine import describe, load
+from machine import CPUS, control_plane, describe, load, machine_cpu, process_cpu
 from targets import AuditLogCalls, Kubeconfig, OperatorProcess, Target, operator_identity, target
 
 from zsp_operator.core import constants as c
@@ -398,7 +398,7 @@ class Memory:
         self.cpu: list[tuple[float, float, float, float]] = []  # (time, operator CPU s, busy s, all s)
         # CPU seconds of the other processes on the machine that matter, by name: (time, seconds).
         self.others: dict[str, list[tuple[float, float]]] = {}
-        self._pids = {"this benchmark": os.getpid(), **_control_plane()}
+        self._pids = {"this benchmark": os.getpid(), **control_plane()}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -407,11 +407,11 @@ class Memory:
                 now, rss = time.time(), self.operator.rss_mb()
                 if rss is not None:
                     self.samples.append((now, rss))
-                used = _process_cpu(self.operator.pid)
+                used = process_cpu(self.operator.pid)
                 if used is not None:
-                    self.cpu.append((now, used, *_machine_cpu()))
+                    self.cpu.append((now, used, *machine_cpu()))
                 for name, pid in self._pids.items():
-                    other = _process_cpu(pid)
+                    other = process_cpu(pid)
                     if other is not None:
                         self.others.setdefault(name, []).append((now, other))
                 await asyncio.sleep(0.5)
@@ -443,55 +443,6 @@ class Memory:
             if len(inside) >= 2:
                 found[name] = (inside[-1][1] - inside[0][1]) / max(inside[-1][0] - inside[0][0], 1e-9)
         return found
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-CPUS = os.cpu_count() or 1
-_CONTROL_PLANE = {
-    "kube-apiserver": "kube-apiserver",
-    "etcd": "etcd",
-    "kube-controller": "kube-controller-manager",
-}
-
-
-def _control_plane() -> dict[str, int]:
-    """The PIDs of the control plane this process started (envtest's: its descendants), by name."""
-    parents: dict[int, int] = {}
-    names: dict[int, str] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError, ValueError):
-                stat = (proc / "stat").read_text()
-                parents[int(proc.name)] = int(stat.rpartition(")")[2].split()[1])
-                names[int(proc.name)] = (proc / "comm").read_text().strip()
-    found = {}
-    for pid, name in names.items():
-        if name not in _CONTROL_PLANE:
-            continue
-        ancestor = parents.get(pid, 0)
-        while ancestor > 1 and ancestor != os.getpid():
-            ancestor = parents.get(ancestor, 0)
-        if ancestor == os.getpid():
-            found[_CONTROL_PLANE[name]] = pid
-    return found
-
-
-def _process_cpu(pid: int | None) -> float | None:
-    """User and system CPU seconds of a process so far, from /proc/PID/stat."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def _machine_cpu() -> tuple[float, float]:
-    """Busy and total CPU seconds of the machine so far (all cores), from /proc/stat."""
-    ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = ticks[3] + ticks[4]
-    return (sum(ticks) - idle) / _TICK, sum(ticks) / _TICK
 
 
 class TimedOperator(OperatorProcess):
