@@ -211,6 +211,21 @@ async def test_a_key_armed_before_a_waiting_one_goes_first() -> None:
     assert work.starts == [("a", 0), ("b", 1), ("c", 2)]
 
 
+async def test_the_lead_covers_the_latencys_spread_not_only_its_average() -> None:
+    rec = Recorder()
+    steady = DeadlineScheduler(rec.on_due, rec.now)
+    for _ in range(20):
+        steady.record_latency(0.004)
+    assert steady.lead == timedelta(seconds=0.004), "no spread: the latency itself"
+    varying = DeadlineScheduler(rec.on_due, rec.now)
+    samples = [0.002, 0.006] * 20
+    for seconds in samples:
+        varying.record_latency(seconds)
+    average = sum(samples) / len(samples)
+    assert varying.lead > timedelta(seconds=max(samples)), "started early enough for the slow ones too"
+    assert varying.lead < timedelta(seconds=average * 4), "but by a few spreads, not without bound"
+
+
 async def test_a_burst_starts_backlog_over_throughput_early_and_is_done_by_its_deadline() -> None:
     rec = Recorder()
     service, slots, n = 0.5, 4, 40

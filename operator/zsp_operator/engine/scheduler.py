@@ -4,8 +4,10 @@ Revocation must be done *by* `expiresAt`, so a deadline is started early by a le
 
     lead = single latency + backlog ÷ throughput
 
-- *single latency* is what callers report through `record_latency` (an exponentially weighted
-  average, capped at `MAX_LEAD`): how long one callback takes to take effect;
+- *single latency* is what callers report through `record_latency`: how long one callback takes
+  to take effect, as a deadline needs it, its tail rather than its mean: the weighted average
+  plus four times the weighted mean deviation (the estimator of TCP's retransmission timeout,
+  RFC 6298), capped at `MAX_LEAD`;
 - *backlog* is the number of armed deadlines at or before this one that have not started yet:
   the callbacks that go first, since deadlines run earliest-first;
 - *throughput* is measured here: `concurrency` slots ÷ the weighted average time a callback
@@ -54,6 +56,8 @@ Entry = tuple[datetime, int, str]
 # Never start more than this early for one callback's own latency, whatever the measurements
 # say: a slow outlier must not cut a grant visibly short.
 MAX_LEAD = timedelta(seconds=1)
+# The single-latency lead: the average plus this many mean deviations (RFC 6298's K).
+_DEVIATIONS = 4
 # How far the backlog may move a deadline's start forward, by default.
 MAX_BURST_LEAD = timedelta(seconds=30)
 # The backlog part of a lead, times this: on the real tier, 1 000 grants expiring in one second
@@ -111,6 +115,8 @@ class DeadlineScheduler:
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self.lead = timedelta(0)  # the single-latency part, from `record_latency`
+        self._latency: float | None = None  # its weighted average, seconds
+        self._deviation = 0.0  # the weighted mean deviation from that average
         # Seconds of slot time per finished callback ÷ concurrency, i.e. 1 / throughput.
         self._per_callback = 1.0 / default_throughput
         self._measured = False
@@ -162,9 +168,20 @@ class DeadlineScheduler:
     # -- measuring ---------------------------------------------------------------------------
 
     def record_latency(self, seconds: float) -> None:
-        """Report how long one callback took to take effect; the single-latency lead follows it."""
-        measured = timedelta(seconds=max(0.0, seconds))
-        self.lead = min(MAX_LEAD, self.lead + (measured - self.lead) * self._smoothing)
+        """Report how long one callback took to take effect; the single-latency lead follows it.
+
+        The lead is the weighted average plus four weighted mean deviations: with the average
+        alone, half of the deadlines would be met late by the latency's spread.
+        """
+        measured = max(0.0, seconds)
+        if self._latency is None:
+            self._latency = measured  # no spread seen yet: none assumed
+        else:
+            error = measured - self._latency
+            self._latency += error * self._smoothing
+            self._deviation += (abs(error) - self._deviation) * self._smoothing
+        estimate = timedelta(seconds=self._latency + _DEVIATIONS * self._deviation)
+        self.lead = min(MAX_LEAD, estimate)
         self._replan_if_changed()
 
     @property
