@@ -914,6 +914,7 @@ async def measure(
     report.sections.append("\n".join(lines))
     same_last = max((bindings.deleted.get(g.binding, 0.0) for g in same), default=0.0)
     phases = [
+        ("(2) process start → last overdue RoleBinding deleted", launched, launched + overdue_last),
         ("(2) process start → every overdue TaskGrant gone", launched, overdue_done),
         ("(3) 15 s before the same second → its last RoleBinding deleted", w.same_second_at - 15, same_last),
         ("(5) first `done` patch → last TaskGrant gone", began_end, last_grant),
