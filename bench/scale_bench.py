@@ -531,11 +531,12 @@ def calls_between(calls: Any, since: float, until: float) -> tuple[Counter[str],
     return by_verb, detail
 
 
-_KOPF_LINE = re.compile(r"^(?P<date>\S+ \S+) INFO kopf\S*: Activity '(\S+\.)?start_sweeper' succeeded")
+_KOPF_LINE = re.compile(r"^(?P<date>\S+ \S+) INFO kopf\S*: Activity 'start' succeeded")
 
 
 def started_at(operator: OperatorProcess) -> float | None:
-    """When the operator's start-up finished (its sweeper's first full sweep), from its log."""
+    """When the operator's start-up finished (its `start` activity: overdue grants cut, the rest
+    re-armed, its informers started), from its log."""
     for line in operator.log.read_text(encoding="utf-8", errors="replace").splitlines():
         match = _KOPF_LINE.match(line)
         if match:
@@ -840,7 +841,7 @@ async def measure(
     lines = [
         f"### (2) Restart with {len(overdue):,} of {n:,} grants overdue\n",
         "| | seconds after the process start |\n|---|---:|",
-        f"| start-up finished (sweeper's first sweep, operator log) | {seconds(startup_done - launched) if startup_done else 'n/a'} |",
+        f"| start-up finished (kopf's `start` activity, operator log) | {seconds(startup_done - launched) if startup_done else 'n/a'} |",
         f"| first overdue RoleBinding deleted{' (server)' if server else ''} | {seconds(first_delete)} |",
         f"| last overdue RoleBinding deleted{' (server)' if server else ''} | {seconds(overdue_last)} |",
         f"| last overdue RoleBinding deletion seen by the watch | {seconds(max(seen))} |",
@@ -998,28 +999,21 @@ def calls_section(
     if audit is not None:
         cut = startup_done or launched
         early = [(t, u) for t, u in audit.lists if t <= cut]
-        # Once the start-up activities are done, kopf lists each watched kind once, then watches.
-        first: dict[str, float] = {}
-        for t, u in audit.lists:
-            if t > cut:
-                first.setdefault(u.partition("?")[0], t)
-        kopf = [(t, u) for t, u in audit.lists if t > cut and first[u.partition("?")[0]] == t]
-        late = [(t, u) for t, u in audit.lists if t > cut and (t, u) not in kopf]
+        late = [(t, u) for t, u in audit.lists if t > cut]
         lines.append(
-            f"\n**Lists**: {len(early)} during the start-up activities (up to {cut - launched:.1f} s, the "
-            f"sweeper's first sweep done), {len(kopf)} as kopf's watches began (one per kind), {len(late)} "
-            "after that"
-            + (": a finding, unless they are the sweeper's resync (every 5 min by default)" if late else ".")
+            f"\n**Lists**: {len(early)} pages during start-up (up to {cut - launched:.1f} s), {len(late)} "
+            "after it: the informers' first listing of each kind and the sweeper's first sweep, 500 "
+            "a page, then only the sweeper's resync (every 5 min by default) and listings again after "
+            "a watch's 410 Gone"
         )
-        if late:
-            grouped: Counter[str] = Counter(_list_path(u) for _, u in late)
-            lines += ["", "| list after start-up | count | first at s | last at s |", "|---|---:|---:|---:|"]
+        for label, found in (("during start-up", early), ("after start-up", late)):
+            if not found:
+                continue
+            grouped: Counter[str] = Counter(_list_path(u) for _, u in found)
+            lines += ["", f"| list {label} | pages | first at s | last at s |", "|---|---:|---:|---:|"]
             for path, count in grouped.most_common():
-                times = [t - launched for t, u in late if _list_path(u) == path]
+                times = [t - launched for t, u in found if _list_path(u) == path]
                 lines.append(f"| `{path}` | {count} | {min(times):.1f} | {max(times):.1f} |")
-        if early or kopf:
-            grouped = Counter(_list_path(u) for _, u in early + kopf)
-            lines.append("\nStart-up lists: " + ", ".join(f"`{p}` x{k}" for p, k in grouped.most_common()))
     forbidden = getattr(where.calls, "forbidden", None)
     if forbidden is not None:
         refused = forbidden()
