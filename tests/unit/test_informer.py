@@ -10,30 +10,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
+from test_taskfollow import Calls, record_calls, until
 
-from test_taskfollow import Calls, until
 from zsp_operator.engine.informer import Informer
 from zsp_operator.kube import Body, Kube
 from zsp_operator.kube.resources import ROLES
-from zsp_operator.sim import SimServer, http
+from zsp_operator.sim import SimServer
 
 WATCHER = "informer"
 
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
-    recorder = Calls()
-    original = http.ApiHandler.handle
-
-    async def handle(handler: Any, request: Any) -> Any:
-        recorder.record(request)
-        return await original(handler, request)
-
-    monkeypatch.setattr(http.ApiHandler, "handle", handle)
-    return recorder
+    return record_calls(monkeypatch)
 
 
 @pytest.fixture
@@ -95,7 +86,9 @@ async def started(informer: Informer) -> Informer:
     return informer
 
 
-async def test_objects_are_listed_a_page_at_a_time_then_watched(admin: Kube, kube: Kube, calls: Calls) -> None:
+async def test_objects_are_listed_a_page_at_a_time_then_watched(
+    admin: Kube, kube: Kube, calls: Calls
+) -> None:
     for i in range(5):
         await admin.create(ROLES, role(f"r{i}"))
     heard = Heard()

@@ -100,8 +100,8 @@ async def until(check: Callable[[], bool], what: str, within: float = WITHIN) ->
         await asyncio.sleep(0.01)
 
 
-@pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
+def record_calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
+    """Every request the in-memory server handles from now on, recorded (the test's own too)."""
     recorder = Calls()
     original = http.ApiHandler.handle
 
@@ -111,6 +111,11 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
 
     monkeypatch.setattr(http.ApiHandler, "handle", handle)
     return recorder
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
+    return record_calls(monkeypatch)
 
 
 @pytest.fixture

@@ -99,7 +99,9 @@ class Informer(ListThenWatch):
     async def _list(self, res: Resource) -> str:
         seen: dict[Key, str] = {}
         version = ""
-        pages = self.kube.list_pages(res, self.namespace, limit=self.page_size, label_selector=self.label_selector)
+        pages = self.kube.list_pages(
+            res, self.namespace, limit=self.page_size, label_selector=self.label_selector
+        )
         async with contextlib.aclosing(pages) as listing:
             async for items, version in listing:
                 for obj in items:
@@ -150,7 +152,9 @@ class Informer(ListThenWatch):
                 try:
                     await self.handler(kind, obj)
                 except Exception:
-                    log.exception("handling a %s event of %s %s/%s failed", kind or "listing", self.res.kind, *key)
+                    log.exception(
+                        "handling a %s event of %s %s/%s failed", kind or "listing", self.res.kind, *key
+                    )
         finally:
             # No await since the queue was last seen empty: nothing can have joined it.
             del self._waiting[key]
