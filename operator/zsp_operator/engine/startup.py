@@ -1,8 +1,10 @@
 """Start-up: what a fresh operator (or a new leader) does before its watches take over.
 
-The lists here (one per kind) are the only ones outside a resync: from then on the
-watches keep the view and the cache current, and the operator's own writes go in as they
-are answered. Privilege that outlived its grant goes first, before anything else is read.
+The lists here (one per kind, a page at a time) and the informers' first listings, which
+start at the end, are the only ones outside a resync: from then on the watches keep the view
+and the cache current, and the operator's own writes go in as they are answered. Privilege
+that outlived its grant goes first: each overdue grant's bindings are cut as soon as its page
+of TaskGrants is read, before anything else is.
 """
 
 from __future__ import annotations
