@@ -9,12 +9,14 @@ measured throughput early (the default throughput before any measurement) and is
 deadline; a later burst pulls earlier deadlines forward; the lead stays within its caps; a
 failing callback frees its slot; stop waits for running callbacks and keeps waiting keys armed;
 released keys not started yet are held back again when the measured throughput turns out higher;
-a callback that says it had nothing to do is not measured.
+a callback that says it had nothing to do is not measured; the lead covers the latency's
+spread, and grows when the event loop wakes the scheduler late (that one in real time).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -413,3 +415,18 @@ async def test_released_keys_are_held_back_again_when_the_measured_throughput_is
     assert starts[:2] == [91, 91]
     assert starts[2] == pytest.approx(100 - 7 / 20)
     assert max(starts) <= 100  # no latency reported: started by the deadline
+
+
+@pytest.mark.looptime(False)
+async def test_a_loop_that_wakes_it_late_makes_the_lead_longer() -> None:
+    # Real time here: the event loop is blocked while the scheduler's timer is due.
+    sched = DeadlineScheduler(lambda _: asyncio.sleep(0), lambda: datetime.now(UTC))
+    sched.start()
+    sched.arm("a", datetime.now(UTC) + timedelta(seconds=1))
+    await asyncio.sleep(0.01)  # the scheduler now waits for its timer
+    assert sched.lead == timedelta(0)
+    time.sleep(1.5)  # noqa: ASYNC251 - the point: a busy loop that cannot wake it on time
+    await asyncio.sleep(0.05)
+    await sched.stop()
+    # Woken at least 0.5 s late, weighted 0.3: the next deadlines start that much earlier.
+    assert sched.lead >= timedelta(seconds=0.1)

@@ -7,7 +7,7 @@ Revocation must be done *by* `expiresAt`, so a deadline is started early by a le
 - *single latency* is what callers report through `record_latency`: how long one callback takes
   to take effect, as a deadline needs it, its tail rather than its mean: the weighted average
   plus four times the weighted mean deviation (the estimator of TCP's retransmission timeout,
-  RFC 6298), capped at `MAX_LEAD`;
+  RFC 6298), plus how late the event loop has been waking the scheduler, capped at `MAX_LEAD`;
 - *backlog* is the number of armed deadlines at or before this one that have not started yet:
   the callbacks that go first, since deadlines run earliest-first;
 - *throughput* is measured here: `concurrency` slots ÷ the weighted average time a callback
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import itertools
 import logging
 import math
@@ -72,6 +71,8 @@ _REPLAN_CHANGE = 0.1
 _SERVICE_SMOOTHING = 0.05
 # A plan looks at no more than about this many steps of deadlines.
 _PLAN_STEPS = 128
+# A wake-up later than this is late; below it, timer noise.
+_RESOLUTION_OF_TIMERS = 1e-4
 # Due within this many seconds counts as due: the clock's resolution, below float rounding noise.
 _RESOLUTION = 1e-6
 
@@ -117,6 +118,7 @@ class DeadlineScheduler:
         self.lead = timedelta(0)  # the single-latency part, from `record_latency`
         self._latency: float | None = None  # its weighted average, seconds
         self._deviation = 0.0  # the weighted mean deviation from that average
+        self._wake_lateness = 0.0  # weighted average of how late the loop woke us for a release
         # Seconds of slot time per finished callback ÷ concurrency, i.e. 1 / throughput.
         self._per_callback = 1.0 / default_throughput
         self._measured = False
@@ -180,8 +182,19 @@ class DeadlineScheduler:
             error = measured - self._latency
             self._latency += error * self._smoothing
             self._deviation += (abs(error) - self._deviation) * self._smoothing
-        estimate = timedelta(seconds=self._latency + _DEVIATIONS * self._deviation)
-        self.lead = min(MAX_LEAD, estimate)
+        self._update_lead()
+
+    def _record_wake_lateness(self, seconds: float) -> None:
+        """How late the event loop woke this scheduler for a release: a busy loop starts every
+        deadline that much later, and the callbacks' own latency does not include it."""
+        late = seconds if seconds > _RESOLUTION_OF_TIMERS else 0.0
+        self._wake_lateness += (late - self._wake_lateness) * self._smoothing
+        self._update_lead()
+
+    def _update_lead(self) -> None:
+        latency = self._latency or 0.0
+        estimate = latency + _DEVIATIONS * self._deviation + self._wake_lateness
+        self.lead = min(MAX_LEAD, timedelta(seconds=estimate))
         self._replan_if_changed()
 
     @property
@@ -280,8 +293,12 @@ class DeadlineScheduler:
             if delay is None:
                 await self._wake.wait()
                 continue
-            with contextlib.suppress(TimeoutError):
+            loop = asyncio.get_running_loop()
+            due = loop.time() + delay
+            try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except TimeoutError:
+                self._record_wake_lateness(loop.time() - due)
 
     def _release_due(self) -> float | None:
         """Release every deadline that is due; the seconds until the next one is, if any."""
