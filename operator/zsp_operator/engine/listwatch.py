@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator
 from typing import Any, cast
 
@@ -27,7 +28,7 @@ WATCH_SECONDS = 300  # the server closes a watch after about this long; it is op
 _QUIET = 1.0  # a watch closed sooner than this with no event counts as a failure (backs off)
 
 
-class ListThenWatch:
+class ListThenWatch(ABC):
     """One list-then-watch loop of one kind (in one namespace, or all of them)."""
 
     def __init__(self, kube: Kube, namespace: str | None, *, label_selector: str | None = None) -> None:
@@ -40,20 +41,21 @@ class ListThenWatch:
     # -- what a subclass says --------------------------------------------------------------------
 
     @property
+    @abstractmethod
     def label(self) -> str:
-        raise NotImplementedError
+        """What the logs call this watch."""
 
+    @abstractmethod
     async def _prepare(self) -> Resource:
         """The kind to list and watch (found by discovery, for some)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def _list(self, res: Resource) -> str:
         """List once; return the resourceVersion the watch picks up from."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _event(self, kind: str, obj: Body, res: Resource) -> None:
         """One watch event (bookmarks included: ignore what is not ADDED, MODIFIED or DELETED)."""
-        raise NotImplementedError
 
     # -- the loop --------------------------------------------------------------------------------
 
