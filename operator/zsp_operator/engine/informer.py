@@ -5,9 +5,9 @@ event (type None), then hands on every watch event. The events of one object rea
 in order, one at a time; different objects are handled at once, each in a task that lives only
 while that object has events waiting.
 
-Why not kopf's watching for these kinds: kopf reads a kind's first listing whole and gives every
-object a worker task that keeps its last body, so at ten thousand grants the first listings of
-Roles, RoleBindings and ServiceAccounts held several hundred MB at once. Here a listing page is
+Why not kopf's watching: kopf reads a kind's first listing whole and gives every object a worker
+task that keeps its last body, so at ten thousand grants the first listings of requests,
+grants, Roles, RoleBindings and ServiceAccounts held several hundred MB at once. Here a listing page is
 garbage before the next is read: the listing waits while more than a page of objects still have
 events waiting.
 
@@ -86,10 +86,8 @@ class Informer(ListThenWatch):
         return len(self._waiting)
 
     async def idle(self) -> None:
-        """Wait until every event so far has been handled (for tests and start-up ordering)."""
-        while self._waiting:
-            self._fewer.clear()
-            await self._fewer.wait()
+        """Wait until every event so far has been handled (or the informer stops)."""
+        await self._at_most(0)
 
     # -- ListThenWatch ---------------------------------------------------------------------------
 
@@ -112,7 +110,7 @@ class Informer(ListThenWatch):
                     seen[key] = uid
                     self._submit(key, None, obj)
                 del items
-                await self._fewer_than(self.page_size)
+                await self._at_most(self.page_size)
                 if self.closed:
                     return version
         for key in self._uids.keys() - seen.keys():
@@ -160,7 +158,8 @@ class Informer(ListThenWatch):
             del self._waiting[key]
             self._fewer.set()
 
-    async def _fewer_than(self, limit: int) -> None:
+    async def _at_most(self, limit: int) -> None:
+        """Wait until at most `limit` objects have events waiting (or the informer stops)."""
         while len(self._waiting) > limit and not self.closed:
             self._fewer.clear()
             await self._fewer.wait()
