@@ -37,7 +37,7 @@ Handler = Callable[[str | None, Body], Awaitable[None]]
 Key = tuple[str, str]
 Event = tuple[str | None, Body]
 
-PAGE = 500  # objects per listing page
+PAGE = 500  # objects per page of every listing the engine makes (start-up, sweeps, informers)
 _EVENTS = ("ADDED", "MODIFIED", "DELETED")
 
 

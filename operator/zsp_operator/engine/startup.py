@@ -21,7 +21,7 @@ from zsp_operator.core.manifests import MANAGED_SELECTOR
 from zsp_operator.core.models import TaskGrant
 from zsp_operator.engine import watches
 from zsp_operator.engine.cache import OWNED
-from zsp_operator.engine.informer import Informer
+from zsp_operator.engine.informer import PAGE, Informer
 from zsp_operator.engine.memory import limit_tls_buffers
 from zsp_operator.kube import Body, Kube, KubeError
 from zsp_operator.kube.resources import (
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from zsp_operator.engine.controller import Controller
 
 log = logging.getLogger(__name__)
-_PAGE = 500  # objects per page of a start-up listing
 _YIELD_EVERY = 50  # TaskGrants read between two turns of the event loop while cutting
 
 
@@ -110,7 +109,7 @@ async def _pages(kube: Kube, res: Resource, label_selector: str | None = None) -
     of the page is garbage before the next one is read. Read whole, ten thousand grants' bodies
     (managedFields and all) were the start-up's peak, several hundred MB, most of it then kept
     by the allocator as free space."""
-    async for page, _ in kube.list_pages(res, label_selector=label_selector, limit=_PAGE):
+    async for page, _ in kube.list_pages(res, label_selector=label_selector, limit=PAGE):
         yield page
 
 

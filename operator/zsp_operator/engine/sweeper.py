@@ -40,6 +40,7 @@ from zsp_operator.core.lifecycle import recorded_end
 from zsp_operator.core.models import TaskGrant
 from zsp_operator.core.standing_report import index_grants, index_roles
 from zsp_operator.engine.cache import ObjectCache, key_of, slim
+from zsp_operator.engine.informer import PAGE
 from zsp_operator.engine.view import ClusterView
 from zsp_operator.kube import Conflict, Kube, KubeError
 from zsp_operator.kube.resources import (
@@ -56,7 +57,6 @@ from zsp_operator.observe.observer import Observer
 from zsp_operator.settings import Settings
 
 log = logging.getLogger(__name__)
-_PAGE = 500  # objects per page of a sweep's listings
 Body = dict[str, Any]
 Revoke = Callable[[TaskGrant, str, str], object]
 
@@ -169,7 +169,7 @@ class Sweeper:
                 self.cache.put(res, body)
         del role_list, cluster_role_list
         grants: dict[str, TaskGrant] = {}
-        async for page, _ in self.kube.list_pages(TASK_GRANTS, limit=_PAGE):
+        async for page, _ in self.kube.list_pages(TASK_GRANTS, limit=PAGE):
             grants.update(index_grants(page))
         self._labels = {
             ns["metadata"]["name"]: dict(ns["metadata"].get("labels") or {})
@@ -191,7 +191,7 @@ class Sweeper:
         far as judging needs it (whole, ten thousand grants' Roles and bindings were a few
         hundred MB at once)."""
         kept: list[Body] = []
-        async for page, _ in self.kube.list_pages(res, namespace, limit=_PAGE):
+        async for page, _ in self.kube.list_pages(res, namespace, limit=PAGE):
             kept += [slim(res, body) for body in page]
         return kept
 
